@@ -1,0 +1,254 @@
+"""Typed configuration: one pydantic model per stage, presets as YAML, overrides from the CLI.
+
+Validation happens here, at the edge: a bad value fails at load time with the field's dotted
+path and what is allowed, before any Ray worker starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PRESETS = ("tiny", "small", "paper")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="Ray cluster address; None starts a local instance (or uses RAY_ADDRESS)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local instance (None: all)")
+
+
+class PromptsConfig(Section):
+    n_prompts: int = Field(200, ge=1)
+    generators: dict[str, float] = Field(default_factory=lambda: {"procedural": 1.0})
+    holdout_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="share of emotion x head-motion pairs held out")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of in-distribution prompts kept for test")
+    transition_fraction: float = Field(0.1, ge=0.0, le=1.0, description="share of prompts with an emotion transition")
+
+    @field_validator("generators")
+    @classmethod
+    def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {"procedural", "wan", "cogvideox", "ltx", "hunyuan"}
+        if not v:
+            raise ValueError("at least one generator is needed")
+        for name, w in v.items():
+            if name not in known:
+                raise ValueError(f"unknown generator {name!r}; allowed: {', '.join(sorted(known))}")
+            if w <= 0:
+                raise ValueError(f"generator {name!r} weight must be > 0, got {w}")
+        return v
+
+
+class FaceConfig(Section):
+    model: Literal["builtin", "ict", "flame"] = "builtin"
+    path: str | None = Field(None, description="model file/folder for ict (the .npz) or flame (folder with generic_model.pkl)")
+    n_identity: int | None = Field(None, ge=1, description="truncate identity modes (None: all)")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "FaceConfig":
+        if self.model in ("ict", "flame") and not self.path:
+            raise ValueError(f"face.path is required for face.model={self.model!r}")
+        return self
+
+
+class SynthConfig(Section):
+    fps: int = Field(25, ge=1, le=120)
+    min_seconds: float = Field(4.0, gt=0)
+    max_seconds: float = Field(6.0, gt=0)
+    width: int = Field(256, ge=32, le=4096)
+    height: int = Field(256, ge=32, le=4096)
+    clips_per_prompt: int = Field(1, ge=1)
+    shard_size: int = Field(8, ge=1, description="clips per shard (the unit of resume)")
+
+    @model_validator(mode="after")
+    def _durations(self) -> "SynthConfig":
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"synth.max_seconds ({self.max_seconds}) < synth.min_seconds ({self.min_seconds})")
+        return self
+
+
+class StagePoolConfig(Section):
+    """Ray Data actor pool of one stage: elastic between min and max actors."""
+
+    min_actors: int = Field(1, ge=1)
+    max_actors: int = Field(2, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    batch_size: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "StagePoolConfig":
+        if self.max_actors < self.min_actors:
+            raise ValueError(f"max_actors ({self.max_actors}) < min_actors ({self.min_actors})")
+        return self
+
+
+class LandmarksConfig(Section):
+    detector: Literal["projected", "dlib", "fan"] = "projected"
+    noise_px: float = Field(0.0, ge=0, description="Gaussian noise added to projected landmarks (pixels)")
+    pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
+
+
+class FitConfig(Section):
+    iterations: int = Field(10, ge=1)
+    smoothness: float = Field(1.0, ge=0)
+    expression_prior: float = Field(1e-3, ge=0)
+    identity_prior: float = Field(1e-2, ge=0)
+    max_nme: float = Field(0.08, gt=0, description="QC: reject clips whose mean landmark NME exceeds this")
+    min_frames: int = Field(8, ge=1)
+    pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
+
+
+class TokenizerConfig(Section):
+    codebook_size: int = Field(256, ge=2)
+    code_dim: int = Field(64, ge=1)
+    hidden: int = Field(128, ge=8)
+    downsample: Literal[1, 2, 4] = 1
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    window: int = Field(64, ge=4, description="frames per training window")
+    vertex_loss_weight: float = Field(1.0, ge=0)
+    commitment: float = Field(0.25, ge=0)
+    num_workers: int = Field(1, ge=1)
+
+
+class LMConfig(Section):
+    base: str | None = Field(None, description="Hugging Face model dir (local or s3://); None builds a small model from config")
+    arch: Literal["qwen3", "llama"] = "qwen3"
+    hidden_size: int = Field(128, ge=16)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    vocab_size: int = Field(2000, ge=256, description="BPE vocabulary trained on corpus text (small model only)")
+    max_length: int = Field(384, ge=32)
+
+
+class TrainConfig(Section):
+    strategy: Literal["ddp", "deepspeed"] = "ddp"
+    zero_stage: Literal[1, 2, 3] = 2
+    offload: bool = False
+    bf16: bool = False
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    eval_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    max_failures: int = Field(2, ge=0)
+    m2l_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of Motion2Language examples in the mix")
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    max_frames: int = Field(1500, ge=1)
+    max_prompt_chars: int = Field(500, ge=1)
+    api_key: str | None = None
+
+
+class TdmmConfig(Section):
+    preset: str = "custom"
+    seed: int = 0
+    storage: str = Field("runs/tiny", description="run folder: local path or s3://bucket/prefix")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
+    fit: FitConfig = Field(default_factory=FitConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    lm: LMConfig = Field(default_factory=LMConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    def digest(self, *sections: str) -> str:
+        """Stable hash of the whole config, or of the named sections (what a stage depends on)."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {k: data[k] for k in sections}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the field and what is allowed."""
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "literal_error":
+            msg = f"got {e['input']!r}; allowed values: {e['ctx']['expected']}"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see `tdmm config --preset tiny` for all fields)"
+        lines.append(f"  {where}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['train.steps=10', 'face.model=ict'] -> nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier one")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def preset_data(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    text = resources.files("tdmm_ray.presets").joinpath(f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def load_config(preset: str | None = None, file: str | Path | None = None, overrides: list[str] | dict | None = None) -> TdmmConfig:
+    """Preset YAML, then a user YAML file, then `section.field=value` overrides, validated once."""
+    data: dict[str, Any] = preset_data(preset) if preset else {}
+    if file is not None:
+        path = Path(file)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        data = _merge(data, yaml.safe_load(path.read_text()) or {})
+    if overrides:
+        data = _merge(data, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
+    try:
+        return TdmmConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def dump_yaml(cfg: TdmmConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,78 @@
+"""Pure, batched geometry functions shared by every face model (no state, CPU or CUDA)."""
+
+from __future__ import annotations
+
+import torch
+
+# Model space: x to the face's left->right (viewer's right), y up, z out of the face towards the viewer.
+# Camera space (OpenCV): x right, y down, z forward. A face looking at the camera is model space
+# flipped about x, then moved forward by its distance.
+MODEL_TO_CAMERA = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, [..., 3] axis-angle (radians) -> [..., 3, 3]; smooth at zero angle."""
+    angle_sq = (axis_angle * axis_angle).sum(-1, keepdim=True)
+    angle = torch.sqrt(angle_sq + 1e-16)
+    # sin(a)/a and (1-cos a)/a^2 with Taylor fallbacks so gradients stay finite near zero.
+    small = angle_sq < 1e-8
+    sinc = torch.where(small, 1.0 - angle_sq / 6.0, torch.sin(angle) / angle)
+    cosc = torch.where(small, 0.5 - angle_sq / 24.0, (1.0 - torch.cos(angle)) / (angle_sq + 1e-16))
+    x, y, z = axis_angle.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*axis_angle.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(k)
+    return eye + sinc[..., None] * k + cosc[..., None] * (k @ k)
+
+
+def euler_to_axis_angle(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """Head yaw (about y), pitch (about x), roll (about z) in radians -> axis-angle [..., 3]."""
+    return matrix_to_axis_angle(euler_to_matrix(yaw, pitch, roll))
+
+
+def euler_to_matrix(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """R = Ry(yaw) @ Rx(pitch) @ Rz(roll), the usual head-pose convention."""
+    zero = torch.zeros_like(yaw)
+    ry = axis_angle_to_matrix(torch.stack([zero, yaw, zero], -1))
+    rx = axis_angle_to_matrix(torch.stack([pitch, zero, zero], -1))
+    rz = axis_angle_to_matrix(torch.stack([zero, zero, roll], -1))
+    return ry @ rx @ rz
+
+
+def matrix_to_euler(r: torch.Tensor) -> torch.Tensor:
+    """Inverse of euler_to_matrix: [..., 3, 3] -> [..., 3] as (yaw, pitch, roll) radians."""
+    pitch = torch.asin((-r[..., 1, 2]).clamp(-1.0, 1.0))
+    yaw = torch.atan2(r[..., 0, 2], r[..., 2, 2])
+    roll = torch.atan2(r[..., 1, 0], r[..., 1, 1])
+    return torch.stack([yaw, pitch, roll], -1)
+
+
+def matrix_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
+    """[..., 3, 3] rotation -> [..., 3] axis-angle (angles below pi)."""
+    cos = ((r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1.0) / 2.0).clamp(-1.0 + 1e-7, 1.0 - 1e-7)
+    angle = torch.acos(cos)
+    vee = torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]], -1)
+    sin = torch.sin(angle)
+    scale = torch.where(sin.abs() < 1e-6, 0.5 + angle**2 / 12.0, angle / (2.0 * sin))
+    return vee * scale[..., None]
+
+
+def model_to_camera(vertices: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """Rotate model-space vertices [B,V,3] by head rotation (axis-angle [B,3]) about the model origin,
+    flip into the camera frame and translate ([B,3], camera space, z = distance in metres)."""
+    r = axis_angle_to_matrix(rotation)
+    flip = MODEL_TO_CAMERA.to(vertices)
+    return vertices @ (flip @ r).transpose(-1, -2) + translation[:, None, :]
+
+
+def project(points: torch.Tensor, focal: torch.Tensor, principal: torch.Tensor) -> torch.Tensor:
+    """Pinhole projection of camera-space points [B,N,3] with focal [B] (pixels) and principal
+    point [B,2] (pixels) -> pixel coordinates [B,N,2]."""
+    z = points[..., 2:3].clamp(min=1e-6)
+    return points[..., :2] / z * focal[:, None, None] + principal[:, None, :]
+
+
+def barycentric_points(vertices: torch.Tensor, faces: torch.Tensor, face_index: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+    """Points embedded in a mesh: vertices [B,V,3], faces [F,3], face_index [L], bary [L,3] -> [B,L,3]."""
+    corners = vertices[:, faces[face_index]]  # [B,L,3,3]
+    return (corners * bary[None, :, :, None]).sum(-2)

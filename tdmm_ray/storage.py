@@ -1,0 +1,192 @@
+"""Every artifact is addressed by a URL: a local path or s3://bucket/prefix (fsspec + pyarrow).
+
+`Storage` is a thin handle on a run folder. S3 settings come from the standard AWS environment
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_DEFAULT_REGION),
+so the same code talks to AWS, MinIO or a moto server. `preflight` fails fast, before any work.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+S3_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+    "AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL",
+)
+
+
+class StorageError(RuntimeError):
+    """Storage cannot be used (unreachable endpoint, missing credentials, missing file)."""
+
+
+def is_s3(url: str) -> bool:
+    return url.startswith("s3://")
+
+
+def join(url: str, *parts: str) -> str:
+    parts = tuple(p.strip("/") for p in parts if p)
+    if is_s3(url):
+        return "s3://" + posixpath.join(url[len("s3://"):].rstrip("/"), *parts)
+    return os.path.join(url, *parts)
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for a URL (explicit endpoint so older botocore honours it too)."""
+    if not is_s3(url):
+        return {}
+    opts: dict[str, Any] = {}
+    endpoint = s3_endpoint()
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    return opts
+
+
+def filesystem(url: str) -> fsspec.AbstractFileSystem:
+    return fsspec.filesystem("s3" if is_s3(url) else "file", **storage_options(url))
+
+
+def _strip(url: str) -> str:
+    return url[len("s3://"):] if is_s3(url) else url
+
+
+def worker_env() -> dict[str, str]:
+    """The environment a Ray worker needs to reach the same storage (runtime_env env_vars)."""
+    return {k: os.environ[k] for k in S3_ENV_VARS if k in os.environ}
+
+
+def preflight(url: str, create: bool = True) -> None:
+    """Check that storage at `url` is usable now: credentials present, endpoint reachable, bucket
+    there (created when `create` and the bucket is missing). Raises StorageError naming the cause."""
+    if not is_s3(url):
+        try:
+            os.makedirs(url, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create local run folder {url}: {err}") from None
+        return
+    import boto3
+    import botocore.exceptions as bex
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        raise StorageError(
+            f"no AWS credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or AWS_PROFILE / an instance role)"
+        )
+    bucket = _strip(url).split("/", 1)[0]
+    endpoint = s3_endpoint()
+    client = session.client(
+        "s3", endpoint_url=endpoint, region_name=session.region_name or "us-east-1",
+        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+    )
+    where = endpoint or "AWS S3"
+    try:
+        client.head_bucket(Bucket=bucket)
+    except bex.EndpointConnectionError:
+        raise StorageError(f"S3 endpoint {where} is unreachable (checking bucket {bucket!r} for {url})") from None
+    except (bex.NoCredentialsError, bex.PartialCredentialsError) as err:
+        raise StorageError(f"S3 credentials incomplete for {url}: {err}") from None
+    except bex.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchBucket", "NotFound") and create:
+            client.create_bucket(Bucket=bucket)
+        elif code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+            raise StorageError(f"S3 at {where} refused the credentials for bucket {bucket!r}: {code}") from None
+        else:
+            raise StorageError(f"S3 bucket {bucket!r} at {where} is not usable: {code or err}") from None
+    except bex.BotoCoreError as err:
+        raise StorageError(f"S3 endpoint {where} failed: {err}") from None
+
+
+class Storage:
+    """A run folder. Paths given to its methods are relative to the root URL."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/") if is_s3(root) else os.path.abspath(os.path.expanduser(root))
+        self.fs = filesystem(self.root)
+
+    def __repr__(self) -> str:
+        return f"Storage({self.root!r})"
+
+    def url(self, *parts: str) -> str:
+        return join(self.root, *parts)
+
+    def _p(self, rel: str) -> str:
+        return _strip(self.url(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self._p(rel))
+
+    def list(self, rel: str, suffix: str = "") -> list[str]:
+        """Names (not paths) directly under `rel`, sorted; empty when the folder is missing."""
+        path = self._p(rel)
+        if not self.fs.exists(path):
+            return []
+        names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(path, detail=False)]
+        return sorted(n for n in names if n.endswith(suffix))
+
+    def write_bytes(self, rel: str, data: bytes) -> str:
+        """Atomic where the backend allows: local writes go to a temp name, then rename;
+        an S3 PUT is atomic by itself. Returns the URL."""
+        path = self._p(rel)
+        if is_s3(self.root):
+            with self.fs.open(path, "wb") as f:
+                f.write(data)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        return self.url(rel)
+
+    def read_bytes(self, rel: str) -> bytes:
+        path = self._p(rel)
+        try:
+            with self.fs.open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise StorageError(f"{self.url(rel)} does not exist") from None
+
+    def write_text(self, rel: str, text: str) -> str:
+        return self.write_bytes(rel, text.encode())
+
+    def read_text(self, rel: str) -> str:
+        return self.read_bytes(rel).decode()
+
+    def write_json(self, rel: str, obj: Any) -> str:
+        return self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def read_json(self, rel: str) -> Any:
+        return json.loads(self.read_bytes(rel))
+
+    def write_table(self, rel: str, table: pa.Table) -> str:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self.write_bytes(rel, buf.getvalue())
+
+    def read_table(self, rel: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+
+    def delete(self, rel: str) -> None:
+        path = self._p(rel)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    def local_copy(self, rel: str, dest: str) -> str:
+        """Download (or copy) a file or folder to a local path; returns dest."""
+        self.fs.get(self._p(rel), dest, recursive=True)
+        return dest

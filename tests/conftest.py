@@ -1,0 +1,98 @@
+"""Shared fixtures: a loopback-only local Ray instance, a real S3 API (moto server), shared assets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TDMM_SHARED", ROOT.parent / "shared"))
+ICT_PATH = SHARED / "assets" / "ict-facekit" / "ict_face_3077.npz"
+MEDIA = SHARED / "media"
+CRDS = SHARED / "kuberay-crds"
+
+# Ray must stay on loopback and keep its files under the project's temp dir: set before `import ray`.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".tmp" / "torch_extensions"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ict_path() -> Path:
+    if not ICT_PATH.exists():
+        pytest.skip(f"ICT-FaceKit asset not found at {ICT_PATH} (../shared is absent in this checkout)")
+    return ICT_PATH
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not MEDIA.exists():
+        pytest.skip(f"real footage not found at {MEDIA} (../shared is absent in this checkout)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def crd_dir() -> Path:
+    if not CRDS.exists():
+        pytest.skip(f"KubeRay CRDs not found at {CRDS} (../shared is absent in this checkout)")
+    return CRDS
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    """One local Ray instance for the test session, on 127.0.0.1, 2 CPUs."""
+    from tdmm_ray.runtime import init_ray, prepare_local_env
+
+    prepare_local_env()
+    ray = init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API: a moto server process on 127.0.0.1, stopped afterwards. Yields the endpoint."""
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("moto server did not start")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """Environment pointing boto3/s3fs/pyarrow (and Ray workers via storage.worker_env) at moto."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # s3fs caches filesystems per options; start clean
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()
