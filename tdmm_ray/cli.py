@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "tdmm_ray.evaluation.commands",
     "tdmm_ray.serve.commands",
     "tdmm_ray.cluster_jobs.commands",
-    "tdmm_ray.run.commands",
+    "tdmm_ray.workflow.commands",
 )
 
 

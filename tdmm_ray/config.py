@@ -68,6 +68,7 @@ class SynthConfig(Section):
     height: int = Field(256, ge=32, le=4096)
     clips_per_prompt: int = Field(1, ge=1)
     shard_size: int = Field(8, ge=1, description="clips per shard (the unit of resume)")
+    pool: "StagePoolConfig" = Field(default_factory=lambda: StagePoolConfig())
 
     @model_validator(mode="after")
     def _durations(self) -> "SynthConfig":
@@ -83,7 +84,7 @@ class StagePoolConfig(Section):
     max_actors: int = Field(2, ge=1)
     num_cpus: float = Field(1.0, ge=0)
     num_gpus: float = Field(0.0, ge=0)
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(1, ge=1, description="shards per actor call (a shard holds synth.shard_size clips)")
 
     @model_validator(mode="after")
     def _bounds(self) -> "StagePoolConfig":
@@ -105,6 +106,13 @@ class FitConfig(Section):
     identity_prior: float = Field(1e-2, ge=0)
     max_nme: float = Field(0.08, gt=0, description="QC: reject clips whose mean landmark NME exceeds this")
     min_frames: int = Field(8, ge=1)
+    rigid_iterations: int = Field(3, ge=0, description="pose-only steps before the full solve")
+    robust: Literal["geman_mcclure", "huber", "none"] = "geman_mcclure"
+    robust_scale: float = Field(0.05, gt=0, description="robust-loss scale in inter-ocular distances")
+    focal_prior: float = Field(1e-2, ge=0, description="weight pulling log focal to its initial value")
+    fov_init_deg: float = Field(30.0, gt=1, lt=170, description="initial horizontal field of view")
+    max_abs_identity: float = Field(5.0, gt=0, description="QC: largest plausible |identity| (sigmas)")
+    max_rotation_deg: float = Field(80.0, gt=0, description="QC: largest plausible head rotation")
     pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
 
 
@@ -120,6 +128,9 @@ class TokenizerConfig(Section):
     vertex_loss_weight: float = Field(1.0, ge=0)
     commitment: float = Field(0.25, ge=0)
     num_workers: int = Field(1, ge=1)
+    loss_vertices: int = Field(512, ge=1, description="vertices (most expression-driven) in the geometry loss")
+    pool: StagePoolConfig = Field(default_factory=lambda: StagePoolConfig(batch_size=1),
+                                  description="`tdmm tokenize` actor pool; batch_size = input shards per call")
 
 
 class LMConfig(Section):
@@ -252,3 +263,6 @@ def load_config(preset: str | None = None, file: str | Path | None = None, overr
 
 def dump_yaml(cfg: TdmmConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+SynthConfig.model_rebuild()

@@ -1,0 +1,1 @@
+"""Evaluation: text and motion metrics, the text-motion evaluator, and the report."""

@@ -1,0 +1,1 @@
+"""The data engine: prompts -> synthesize -> landmarks -> fit -> corpus on Ray Data."""

@@ -1,0 +1,27 @@
+"""CLI: `tdmm generate` (the data engine)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from tdmm_ray.cli import config_from_args
+    from tdmm_ray.pipeline.run import run_generate
+
+    cfg = config_from_args(args)
+    card = run_generate(cfg, show_progress=not args.quiet)
+    print(f"corpus: {card['clips_in_corpus']} clips ({card['minutes']} min) in {cfg.storage}/corpus")
+    print(f"rejections: {json.dumps(card['rejections'])}")
+    print(f"dataset card: {cfg.storage}/dataset_card.md")
+    return 0
+
+
+def register(sub) -> None:
+    from tdmm_ray.cli import add_config_args
+
+    p = sub.add_parser("generate", help="data engine on Ray Data: prompts -> synthesize -> landmarks -> fit -> corpus")
+    add_config_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)

@@ -1,0 +1,1 @@
+"""Ray Serve: Motion2Language and Language2Motion deployments behind one versioned HTTP API."""

@@ -1,0 +1,1 @@
+"""The main job: every stage in order (`tdmm run`)."""
