@@ -101,7 +101,7 @@ class LandmarksConfig(Section):
 
 class FitConfig(Section):
     iterations: int = Field(10, ge=1)
-    smoothness: float = Field(1.0, ge=0)
+    smoothness: float = Field(0.01, ge=0, description="temporal smoothness of expression and pose")
     expression_prior: float = Field(1e-3, ge=0)
     identity_prior: float = Field(1e-2, ge=0)
     max_nme: float = Field(0.08, gt=0, description="QC: reject clips whose mean landmark NME exceeds this")
@@ -171,6 +171,9 @@ class ServeConfig(Section):
     max_frames: int = Field(1500, ge=1)
     max_prompt_chars: int = Field(500, ge=1)
     api_key: str | None = None
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(30.0, ge=0)
+    replica_cpus: float = Field(0.5, ge=0)
 
 
 class TdmmConfig(Section):
