@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tdmm_ray.pipeline.commands",
     "tdmm_ray.tokenizer.commands",
     "tdmm_ray.lm.commands",
+    "tdmm_ray.inference.commands",
     "tdmm_ray.evaluation.commands",
     "tdmm_ray.serve.commands",
     "tdmm_ray.cluster_jobs.commands",

@@ -62,7 +62,7 @@ class MotionToTextRequest(BaseModel):
     parameters: MotionParams
     fps: int = Field(25, ge=1, le=60)
     seed: int = Field(0, ge=0)
-    temperature: float = Field(0.7, gt=0, le=5.0)
+    temperature: float = Field(0.0, ge=0, le=5.0, description="0 = greedy (the default: most faithful)")
 
 
 class MotionToTextResponse(BaseModel):

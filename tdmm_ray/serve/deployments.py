@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 @serve.deployment(name="Language2Motion")
 class Language2Motion:
     def __init__(self, run_url: str, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.01):
-        from tdmm_ray.inference import Translator
+        from tdmm_ray.inference.translator import Translator
 
         self.translator = Translator.load(run_url)
         self.generate.set_max_batch_size(max_batch_size)
@@ -41,7 +41,7 @@ class Language2Motion:
 @serve.deployment(name="Motion2Language")
 class Motion2Language:
     def __init__(self, run_url: str, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.01):
-        from tdmm_ray.inference import Translator
+        from tdmm_ray.inference.translator import Translator
 
         self.translator = Translator.load(run_url)
         self.describe.set_max_batch_size(max_batch_size)
