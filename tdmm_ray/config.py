@@ -47,6 +47,19 @@ class PromptsConfig(Section):
                 raise ValueError(f"generator {name!r} weight must be > 0, got {w}")
         return v
 
+    @field_validator("holdout_fraction")
+    @classmethod
+    def _train_keeps_every_axis(cls, v: float) -> float:
+        # Every emotion must keep a head motion in train and vice versa (tdmm_ray.prompts.splits).
+        from tdmm_ray.prompts.taxonomy import EMOTIONS, HEAD_MOTIONS
+
+        pairs = len(EMOTIONS) * len(HEAD_MOTIONS)
+        limit = (pairs - max(len(EMOTIONS), len(HEAD_MOTIONS))) / pairs
+        if round(v * pairs) > pairs - max(len(EMOTIONS), len(HEAD_MOTIONS)):
+            raise ValueError(f"{v} would hold out so many emotion x head-motion pairs that some emotion or head "
+                             f"motion has none left in train; use at most {limit:.3f}")
+        return v
+
 
 class FaceConfig(Section):
     model: Literal["builtin", "ict", "flame"] = "builtin"
