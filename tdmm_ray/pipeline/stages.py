@@ -1,0 +1,177 @@
+"""The four data-engine stages as Ray Data actors (see base.py for the shared shard handling).
+
+synthesize: prompt rows -> clips (video on storage, procedural ground truth)
+landmarks:  clips -> 68 landmarks per frame (projected ground truth, dlib or FAN)
+fit:        landmarks of the whole shard -> one batched fit (identity, expression, pose, QC)
+corpus:     fitted clips that pass QC + prompt attributes + captions -> the text <-> motion corpus
+Every bad clip becomes a row with a status and an error; nothing raises out of a shard.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import pyarrow as pa
+
+from tdmm_ray.pipeline.base import ShardStage, error_text, rows_to_table
+from tdmm_ray.schema import CLIP_COLUMNS, CORPUS_COLUMNS, FIT_COLUMNS, LANDMARK_COLUMNS, from_nested, to_nested
+
+log = logging.getLogger(__name__)
+CARRIED = ("prompt_id", "fps", "n_frames", "width", "height")  # what later stages need from a clip row
+
+
+class SynthStage(ShardStage):
+    stage = "synthesize"
+
+    def process(self, shard: str, table: pa.Table) -> pa.Table:
+        from tdmm_ray.synth.procedural import synthesize_row
+
+        rows = []
+        for row in table.to_pylist():
+            if row.get("generator", "procedural") != "procedural":
+                rows.append({**dict.fromkeys(CLIP_COLUMNS), "clip_id": row["clip_id"], "prompt_id": row["prompt_id"],
+                             "generator": row["generator"], "seed": row["seed"], "status": "error",
+                             "error": f"generator {row['generator']!r} is not available in this build"})
+                continue
+            rows.append(synthesize_row(row, self.cfg, self.storage, seed=row["seed"]))
+        return rows_to_table(rows, CLIP_COLUMNS)
+
+
+class LandmarkStage(ShardStage):
+    stage = "landmarks"
+
+    def __init__(self, cfg_json: str, storage_root: str):
+        super().__init__(cfg_json, storage_root)
+        lm = self.cfg.landmarks
+        self.detector = None
+        if lm.detector != "projected":
+            from tdmm_ray.landmarks import make_detector
+
+            self.detector = make_detector(lm.detector)
+
+    def _detect(self, row: dict) -> dict:
+        from tdmm_ray.landmarks.projected import ProjectedDetector
+
+        if self.detector is None:
+            if row.get("gt_landmarks") is None:
+                raise ValueError("projected landmarks need procedural ground truth; this clip has none")
+            det = ProjectedDetector(self.cfg.landmarks.noise_px, seed=int(row["seed"]))
+            points, conf = det.detect(ground_truth=np.asarray(row["gt_landmarks"], np.float32))
+            name = det.name
+        else:
+            from tdmm_ray.render.video import read_video
+
+            frames, _, _ = read_video(row["video_uri"])
+            points, conf = self.detector.detect(frames)
+            name = self.detector.name
+        return {"landmarks": points.tolist(), "confidence": conf.tolist(), "detector": name}
+
+    def process(self, shard: str, table: pa.Table) -> pa.Table:
+        rows = []
+        for row in table.to_pylist():
+            out = {"clip_id": row["clip_id"], **{k: row.get(k) for k in CARRIED}, "status": row["status"],
+                   "error": row.get("error")}
+            if row["status"] == "ok":
+                try:
+                    out.update(self._detect(row))
+                except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
+                    out.update(status="error", error=f"landmarks: {error_text(err)}")
+            rows.append(out)
+        return rows_to_table(rows, LANDMARK_COLUMNS + CARRIED)
+
+
+class FitStage(ShardStage):
+    stage = "fit"
+
+    def __init__(self, cfg_json: str, storage_root: str):
+        super().__init__(cfg_json, storage_root)
+        import torch
+
+        from tdmm_ray.face.registry import load_face_model
+        from tdmm_ray.fit.solver import BatchedFitter
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = load_face_model(self.cfg.face).to(self.device)
+        self.fitter = BatchedFitter(self.model, self.cfg.fit, self.device)
+
+    def process(self, shard: str, table: pa.Table) -> pa.Table:
+        rows = table.to_pylist()
+        good = [r for r in rows if r["status"] == "ok" and r.get("landmarks")]
+        results: dict[str, dict] = {}
+        for size in {(r["width"], r["height"]) for r in good}:
+            batch = [r for r in good if (r["width"], r["height"]) == size]
+            results.update(self._fit(batch, size))
+        out = []
+        for r in rows:
+            base = {"clip_id": r["clip_id"], "face_model": self.model.name, **{k: r.get(k) for k in CARRIED}}
+            if r["clip_id"] in results:
+                out.append({**base, **results[r["clip_id"]]})
+            else:
+                reason = "no face" if r["status"] == "ok" else f"upstream error: {r.get('error')}"
+                out.append({**base, "qc_pass": False, "qc_reason": reason})
+        return rows_to_table(out, FIT_COLUMNS + CARRIED)
+
+    def _fit(self, batch: list[dict], size: tuple[int, int]) -> dict[str, dict]:
+        t_max = max(len(r["landmarks"]) for r in batch)
+        lms = np.full((len(batch), t_max, 68, 2), np.nan, np.float32)
+        conf = np.zeros((len(batch), t_max), np.float32)
+        for i, r in enumerate(batch):
+            lm = np.asarray(r["landmarks"], np.float32)
+            lms[i, :len(lm)] = lm
+            conf[i, :len(lm)] = np.asarray(r["confidence"], np.float32)
+        lengths = np.array([len(r["landmarks"]) for r in batch])
+        try:
+            res = self.fitter.fit(lms, size, confidence=conf, lengths=lengths)
+        except Exception as err:  # noqa: BLE001 - a failed solve rejects the batch's clips with the reason
+            return {r["clip_id"]: {"qc_pass": False, "qc_reason": f"fit failed: {error_text(err)}"} for r in batch}
+        out = {}
+        for i, r in enumerate(batch):
+            n = lengths[i]
+            c = res.clip(i)
+            out[r["clip_id"]] = {
+                "identity": c["identity"].tolist(), "expression": to_nested(c["expression"][:n]),
+                "rotation": to_nested(c["rotation"][:n]), "translation": to_nested(c["translation"][:n]),
+                "focal": c["focal"], "landmark_error": np.nan_to_num(c["reprojection_px"][:n], nan=-1.0).tolist(),
+                "nme": float(np.nanmean(c["nme"][:n])) if np.isfinite(c["nme"][:n]).any() else None,
+                "qc_pass": c["qc_pass"], "qc_reason": c["qc_reason"]}
+        return out
+
+
+class CorpusStage(ShardStage):
+    stage = "corpus"
+
+    def __init__(self, cfg_json: str, storage_root: str):
+        super().__init__(cfg_json, storage_root)
+        prompts = self.storage.read_table("prompts/prompts.parquet").to_pylist()
+        self.prompts = {p["prompt_id"]: p for p in prompts}
+
+    def process(self, shard: str, table: pa.Table) -> pa.Table:
+        from tdmm_ray.prompts.render import caption
+
+        rows = []
+        for r in table.to_pylist():
+            if not r["qc_pass"]:
+                continue
+            p = self.prompts[r["prompt_id"]]
+            rng = random.Random(f"{self.cfg.seed}:{r['clip_id']}")
+            captions = list(dict.fromkeys(caption(p, rng) for _ in range(3)))
+            rows.append({**{k: p.get(k) for k in ("prompt_id", "split", "text", "emotion", "intensity", "head_motion",
+                                                   "actions", "dynamics", "target_emotion", "generator")},
+                         "clip_id": r["clip_id"], "captions": captions, "fps": r["fps"], "n_frames": r["n_frames"],
+                         "face_model": r["face_model"], "expression": r["expression"], "rotation": r["rotation"],
+                         "tokens": None})
+        if not rows:  # keep the schema even for a shard with no passing clip
+            return pa.Table.from_pylist([], schema=_corpus_schema())
+        return rows_to_table(rows, CORPUS_COLUMNS).cast(_corpus_schema())
+
+
+def _corpus_schema() -> pa.Schema:
+    seq = pa.list_(pa.list_(pa.float32()))
+    types = {"captions": pa.list_(pa.string()), "actions": pa.list_(pa.string()), "fps": pa.int64(),
+             "n_frames": pa.int64(), "expression": seq, "rotation": seq, "tokens": pa.list_(pa.int64())}
+    return pa.schema([(c, types.get(c, pa.string())) for c in CORPUS_COLUMNS])
+
+
+__all__ = ["SynthStage", "LandmarkStage", "FitStage", "CorpusStage", "from_nested"]
