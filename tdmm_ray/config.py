@@ -64,7 +64,8 @@ class PromptsConfig(Section):
 class FaceConfig(Section):
     model: Literal["builtin", "ict", "flame"] = "builtin"
     path: str | None = Field(None, description="model file/folder for ict (the .npz) or flame (folder with generic_model.pkl)")
-    n_identity: int | None = Field(None, ge=1, description="truncate identity modes (None: all)")
+    n_identity: int | None = Field(None, ge=1, description="truncate identity modes (None: all; FLAME: 100 shape)")
+    n_expression: int | None = Field(None, ge=1, le=100, description="FLAME expression components (None: 50, as in the paper)")
 
     @model_validator(mode="after")
     def _path_needed(self) -> "FaceConfig":

@@ -52,6 +52,24 @@ class FaceModel(nn.Module):
         self.register_buffer("faces", faces.long())
         self.register_buffer("landmark_faces", landmark_faces.long())
         self.register_buffer("landmark_bary", landmark_bary.float())
+        self._region_names: list[str] = []
+
+    # ---- optional per-vertex labels for renderers ------------------------------------------
+    def set_vertex_regions(self, regions: dict[str, torch.Tensor]) -> None:
+        """Label vertices (skin, lips, brows, eye_white, iris, ...) as bool masks [V]; stored as
+        buffers so they follow `.to(device)`."""
+        for name, mask in regions.items():
+            if mask.shape != (self.n_vertices,) or mask.dtype != torch.bool:
+                raise ValueError(f"{self.name}: region {name!r} must be a bool mask of shape [{self.n_vertices}]")
+            self.register_buffer(f"region_{name}", mask)
+        self._region_names = list(regions)
+
+    @property
+    def vertex_regions(self) -> dict[str, torch.Tensor] | None:
+        """{region name: BoolTensor[V]} or None when the model has no labels (derive them from landmarks)."""
+        if not self._region_names:
+            return None
+        return {name: getattr(self, f"region_{name}") for name in self._region_names}
 
     # ---- sizes and names -------------------------------------------------------------------
     @property
