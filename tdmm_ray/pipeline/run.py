@@ -12,7 +12,7 @@ import time
 
 import pyarrow as pa
 
-from tdmm_ray.config import TdmmConfig, dump_yaml
+from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.pipeline.shards import DATA_STAGES, plan_shards, stage_digest, table_to_bytes
 from tdmm_ray.storage import Storage, preflight
@@ -28,12 +28,16 @@ def _descriptor_table(clips: list[dict]) -> pa.Table:
 def _pool_args(pool, cfg_json: str, root: str) -> dict:
     import ray
 
+    from tdmm_ray.storage import worker_env
+
     return dict(
         fn_constructor_args=(cfg_json, root),
         batch_size=pool.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
         num_cpus=pool.num_cpus,
         num_gpus=pool.num_gpus,
+        # The storage credentials/endpoint of this driver, for actors on any node of the cluster.
+        runtime_env={"env_vars": worker_env()},
     )
 
 
@@ -64,8 +68,8 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True) -> dict:
         ds = ds.map_batches(SynthStage, **_pool_args(cfg.synth.pool, cfg_json, storage.root))
         ds = ds.map_batches(LandmarkStage, **_pool_args(cfg.landmarks.pool, cfg_json, storage.root))
         ds = ds.map_batches(FitStage, **_pool_args(cfg.fit.pool, cfg_json, storage.root))
-        ds = ds.map_batches(CorpusStage, fn_constructor_args=(cfg_json, storage.root), batch_size=1,
-                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1), num_cpus=0.25)
+        corpus_pool = StagePoolConfig(min_actors=1, max_actors=1, num_cpus=0.25, batch_size=1)
+        ds = ds.map_batches(CorpusStage, **_pool_args(corpus_pool, cfg_json, storage.root))
         start = time.time()
         bar = _progress(len(pending), show_progress)
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
