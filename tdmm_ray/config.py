@@ -185,9 +185,20 @@ class ServeConfig(Section):
     max_frames: int = Field(1500, ge=1)
     max_prompt_chars: int = Field(500, ge=1)
     api_key: str | None = None
+    target_ongoing_requests: float = Field(4.0, gt=0, description="autoscaling target per replica")
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(30.0, ge=0)
     replica_cpus: float = Field(0.5, ge=0)
+
+
+class EvalConfig(Section):
+    evaluator_epochs: int = Field(40, ge=1, description="epochs of the text-motion evaluator and the motion classifier")
+    evaluator_dim: int = Field(64, ge=8)
+    max_clips: int = Field(256, ge=2, description="clips per split evaluated (a seeded sample beyond this)")
+    temperature: float = Field(0.8, gt=0, description="Language2Motion sampling temperature in evaluation")
+    multimodality_prompts: int = Field(16, ge=0)
+    multimodality_repeats: int = Field(3, ge=2)
+    render_examples: int = Field(3, ge=0)
 
 
 class TdmmConfig(Section):
@@ -204,6 +215,7 @@ class TdmmConfig(Section):
     lm: LMConfig = Field(default_factory=LMConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     def digest(self, *sections: str) -> str:
         """Stable hash of the whole config, or of the named sections (what a stage depends on)."""

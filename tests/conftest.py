@@ -96,3 +96,25 @@ def s3_env(s3_server, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()  # s3fs caches filesystems per options; start clean
     yield s3_server
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+TINY_RUN_OVERRIDES = [
+    "prompts.n_prompts=24", "synth.shard_size=8", "synth.width=96", "synth.height=96",
+    "synth.min_seconds=1.6", "synth.max_seconds=2.0", "tokenizer.epochs=3", "train.steps=12",
+    "train.eval_every=6", "train.checkpoint_every=6", "eval.evaluator_epochs=3", "eval.multimodality_prompts=2",
+    "eval.render_examples=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(ray_local, tmp_path_factory):
+    """A real, tiny trained run (generate -> tokenizer -> tokenize -> LM), shared by the serve and
+    evaluation tests. Returns its config."""
+    from tdmm_ray.config import load_config
+    from tdmm_ray.workflow.main_job import run_all
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    cfg = load_config("tiny", overrides=[*TINY_RUN_OVERRIDES, f"storage={root}/run"])
+    outcome = run_all(cfg, stop_after="train-lm")
+    assert not outcome["missing"], outcome
+    return cfg

@@ -80,12 +80,15 @@ class Ingress:
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
+    async def _model_info(self) -> dict:
+        if self._info is None:
+            self._info = await self.l2m.info.remote()
+        return self._info
+
     @api.get("/v1/info")
     async def info(self, request: Request) -> dict:
         self._authorize(request)
-        if self._info is None:
-            self._info = await self.l2m.info.remote()
-        return {"api": "v1", "tdmm_ray": __version__, **self._info,
+        return {"api": "v1", "tdmm_ray": __version__, **(await self._model_info()),
                 "limits": {"max_frames": self.limits.max_frames, "max_prompt_chars": self.limits.max_prompt_chars,
                            "max_body_bytes": MAX_BODY_BYTES}}
 
@@ -121,6 +124,10 @@ class Ingress:
         except ValidationError as err:
             raise HTTPException(422, json.loads(err.json(include_url=False))) from None
         n = len(body.parameters.expression)
+        width = len(body.parameters.expression[0])
+        expected = 52 if arkit else len((await self._model_info())["expression_names"])
+        if width != expected:
+            raise HTTPException(422, f"expression has {width} channels per frame; this model expects {expected}")
         if n > self.limits.max_frames:
             raise HTTPException(413, f"{n} frames; the limit is {self.limits.max_frames}")
         rot = body.parameters.rotation
@@ -144,7 +151,7 @@ def build_app(args: dict) -> serve.Application:
             autoscaling_config={
                 "min_replicas": scfg.min_replicas,
                 "max_replicas": scfg.max_replicas,
-                "target_ongoing_requests": max(1, scfg.max_batch_size),
+                "target_ongoing_requests": scfg.target_ongoing_requests,
                 "upscale_delay_s": scfg.upscale_delay_s,
                 "downscale_delay_s": scfg.downscale_delay_s,
             },

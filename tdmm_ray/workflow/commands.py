@@ -16,6 +16,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
     if outcome["missing"]:
         print("not run (not built yet in this checkout): " + ", ".join(outcome["missing"]))
+    elif "eval" in outcome["results"]:
+        from tdmm_ray.workflow.main_job import answer_examples
+
+        ex = answer_examples(cfg)
+        print(f"report: {outcome['results']['eval'].get('report')}")
+        print(f"Language2Motion  \"{ex['prompt']}\" -> {ex['frames']} frames, tokens {ex['tokens']}...")
+        print(f"Motion2Language  that motion -> \"{ex['description']}\"")
     return 0
 
 

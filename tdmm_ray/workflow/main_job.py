@@ -38,7 +38,7 @@ STAGES = (
     Stage("generate", "tdmm_ray.pipeline.run", "run_generate"),
     Stage("train-tokenizer", "tdmm_ray.tokenizer.train", "run_train_tokenizer"),
     Stage("tokenize", "tdmm_ray.tokenizer.stage", "run_tokenize"),
-    Stage("train-lm", "tdmm_ray.lm.train", "run_train_lm"),
+    Stage("train-lm", "tdmm_ray.workflow.corpus", "run_train_lm"),
     Stage("eval", "tdmm_ray.evaluation.report", "run_eval"),
 )
 
@@ -63,3 +63,17 @@ def run_all(cfg: TdmmConfig, stop_after: str | None = None) -> dict:
         if stop_after == stage.name:
             break
     return {"results": results, "missing": missing}
+
+
+EXAMPLE_PROMPT = "A person slowly becomes clearly happy while nodding."
+
+
+def answer_examples(cfg: TdmmConfig, prompt: str = EXAMPLE_PROMPT) -> dict:
+    """One answer in each direction from the trained run: the prompt's motion, then that motion described."""
+    from tdmm_ray.inference.translator import Translator
+
+    tr = Translator.load(cfg.storage)
+    motion = tr.text_to_motion_batch([{"prompt": prompt, "duration_s": 3.0, "seed": cfg.seed, "formats": ["params"]}])[0]
+    described = tr.motion_to_text_batch([{"parameters": motion["parameters"], "fps": motion["fps"]}])[0]
+    return {"prompt": prompt, "frames": motion["n_frames"], "tokens": motion["tokens"][:12],
+            "description": described["description"], "attributes": described["attributes"]}
