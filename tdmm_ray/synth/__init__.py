@@ -1,0 +1,1 @@
+"""Clip synthesis: motion scripts from prompt attributes and the procedural face-video generator."""
