@@ -60,10 +60,12 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     if path.lower().endswith((".mp4", ".mov", ".avi", ".mkv", ".webm")):
         from tdmm_ray.fit.video_fit import fit_video
 
-        fitted = fit_video(path, face_model=tr.face, detector="dlib")
-        expression, rotation, fps = fitted["expression"], fitted["rotation"], float(fitted["fps"])
-        print(f"fitted {len(expression)} frames of {path} (median NME {np.nanmedian(fitted['nme']):.3f}, "
-              f"QC: {fitted['qc']})")
+        fitted = fit_video(path, tr.face, detector="dlib")
+        f = fitted.fit
+        expression, rotation, fps = f.expression[0], f.rotation[0], float(fitted.fps)
+        found = int(np.isfinite(fitted.landmarks[:, 0, 0]).sum())
+        print(f"fitted {len(expression)} frames of {path} with {fitted.detector} (face in {found}; "
+              f"median NME {np.nanmedian(f.nme[0]):.3f}; QC: {f.qc_reason[0]})")
     else:
         with np.load(path, allow_pickle=False) as z:
             if "expression" not in z:

@@ -52,7 +52,12 @@ def _cmd_train_lm(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     preflight(cfg.storage)
-    summary = train_lm(cfg, Storage(cfg.storage), args.corpus)
+    corpus = args.corpus
+    if corpus is None:  # the run's own corpus, joined with the motion tokens of `tdmm tokenize`
+        from tdmm_ray.workflow.corpus import corpus_rows
+
+        corpus = corpus_rows(cfg)
+    summary = train_lm(cfg, Storage(cfg.storage), corpus)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -64,5 +69,6 @@ def register(subparsers) -> None:
                     "loss.png). Re-running with the same run folder resumes from the last checkpoint. "
                     "Examples: --set train.strategy=deepspeed --set train.zero_stage=3 --set train.num_workers=2")
     add_config_args(p)
-    p.add_argument("--corpus", help="corpus folder URL (default: <run folder>/corpus)")
+    p.add_argument("--corpus", help="a corpus folder URL whose Parquet rows carry `tokens` "
+                   "(default: the run's corpus/ joined with its tokens/)")
     p.set_defaults(func=_cmd_train_lm)

@@ -140,8 +140,11 @@ def generate_text_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     batch = [m2l_prompt_ids(tokenizer, c) for c in codes]  # raises ValueError on out-of-range codes
+    # A caption never repeats a three-token phrase; forbidding it stops greedy decoding of small or
+    # undertrained models from looping ("the person person person ...").
     out = _run(model, batch, tokenizer.pad_token_id, TextOnlyLogitsProcessor(non_text_ids(tokenizer)),
-               tokenizer.eos_token_id, max_new_tokens, _sampling(temperature, top_k, top_p), seed)
+               tokenizer.eos_token_id, max_new_tokens,
+               {**_sampling(temperature, top_k, top_p), "no_repeat_ngram_size": 3}, seed)
     rows = []
     for row in out.tolist():
         rows.append(row[:row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row)

@@ -4,7 +4,6 @@
 use (tdmm_ray.serve.app:build_app); `tdmm serve RUN_URL` runs the same application locally.
 """
 
-from __future__ import annotations
 
 import io
 import json
