@@ -5,7 +5,7 @@ writing that by hand six times invites drift (one image tag bumped, one secret f
 the cluster is written once; `tdmm cluster-manifests` writes cluster/k8s (base here, overlays from
 overlays.py) and the tests check the committed files equal what these modules produce.
 
-Choices that the manifests encode (docs/kubernetes.md explains them to users):
+Choices that the manifests encode (the README's "Running on Kubernetes" explains them to users):
 - head with num-cpus 0: no task or actor lands on the head, so it stays responsive and the
   autoscaler has to bring up workers for any real work;
 - CPU and GPU worker groups with minReplicas 0: the cluster scales from zero;

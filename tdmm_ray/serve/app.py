@@ -121,7 +121,9 @@ class Ingress:
         try:
             body = MotionToTextRequest.model_validate(fields)
         except ValidationError as err:
-            raise HTTPException(422, json.loads(err.json(include_url=False))) from None
+            # No echo of the input: it may hold NaN, which JSON cannot carry back.
+            detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors(include_url=False, include_input=False)]
+            raise HTTPException(422, detail) from None
         n = len(body.parameters.expression)
         width = len(body.parameters.expression[0])
         expected = 52 if arkit else len((await self._model_info())["expression_names"])
