@@ -99,7 +99,7 @@ def s3_env(s3_server, monkeypatch):
 
 
 TINY_RUN_OVERRIDES = [
-    "prompts.n_prompts=24", "synth.shard_size=8", "synth.width=96", "synth.height=96",
+    "prompts.n_prompts=32", "synth.shard_size=8", "synth.width=96", "synth.height=96",
     "synth.min_seconds=1.6", "synth.max_seconds=2.0", "tokenizer.epochs=3", "train.steps=12",
     "train.eval_every=6", "train.checkpoint_every=6", "eval.evaluator_epochs=3", "eval.multimodality_prompts=2",
     "eval.render_examples=1",

@@ -57,7 +57,8 @@ def motion_length(seconds: float, fps: float, downsample: int) -> int:
         raise ValueError(f"duration must be in (0, {MAX_SECONDS:g}] seconds, got {seconds}")
     if fps <= 0 or downsample < 1:
         raise ValueError(f"fps must be > 0 and downsample >= 1, got fps={fps}, downsample={downsample}")
-    return max(1, round(seconds * fps / downsample))
+    # The tokenizer encodes T frames as ceil(T / downsample) tokens; ask for the same count.
+    return max(1, math.ceil(round(seconds * fps) / downsample))
 
 
 def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
