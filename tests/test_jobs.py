@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 # The stage the cluster tests submit, and the artifact that proves it ran (a parameter, so the
 # tiny end-to-end pipeline can replace it: ("run", "eval/report.md")).
 JOB_STAGE, JOB_ARTIFACT = "prompts", "prompts/prompts.parquet"
+PIPELINE_TIMEOUT_S = 900
 JOB_TIMEOUT_S = 300
 
 
@@ -157,20 +158,26 @@ def _check_artifact(storage_url: str) -> None:
 
 # --- on a Ray head ---------------------------------------------------------------------------------
 
-@pytest.mark.slow  # with the Ray head start: about 60-70 s on an idle 2-core machine
-def test_ray_job_submit_runs_a_stage_entrypoint(ray_head, tmp_path):
+@pytest.mark.slow  # the whole tiny pipeline as a job: a few minutes on an idle 2-core machine
+def test_ray_job_submit_runs_the_tiny_pipeline(ray_head, tmp_path):
+    """`ray job submit` of jobs/run.py (every stage, reduced tiny preset) on a real head: the job
+    succeeds and the run folder holds the corpus, the trained model and the report."""
+    from conftest import TINY_RUN_OVERRIDES
+
     address, env = ray_head
     out_dir = tmp_path / "run"
     job_id = f"tdmm-test-{secrets.token_hex(4)}"
     runtime_env = {"excludes": sub.WORKING_DIR_EXCLUDES, "env_vars": {}}
+    sets = [x for o in TINY_RUN_OVERRIDES for x in ("--set", o)]
     cmd = [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id", job_id,
            "--working-dir", str(ROOT), "--runtime-env-json", json.dumps(runtime_env), "--",
-           "python", sub.script_for(JOB_STAGE), "--preset", "tiny", "--out", str(out_dir)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, cwd=ROOT)
+           "python", sub.script_for("run"), "--preset", "tiny", "--out", str(out_dir), *sets]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT_S, cwd=ROOT)
     logs = done.stdout + done.stderr
-    assert _job_status(address, job_id, env) == "SUCCEEDED", logs
-    assert f"tdmm job {JOB_STAGE}: storage {out_dir} ok" in logs  # the preflight ran in the job
-    _check_artifact(str(out_dir))
+    assert _job_status(address, job_id, env) == "SUCCEEDED", logs[-5000:]
+    assert f"tdmm job run: storage {out_dir} ok" in logs  # the preflight ran in the job
+    for artifact in ("corpus", "tokens", "lm/final/config.json", "report.md", "dataset_card.md"):
+        assert (out_dir / artifact).exists(), f"{artifact} missing; run folder has {sorted(os.listdir(out_dir))}"
 
 
 @pytest.mark.slow
