@@ -211,7 +211,8 @@ def test_render_command_validates_input(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     np.savez(bad, expression=np.zeros((4, 53)), rotation=np.full((4, 3), np.nan))
     assert _run_cli(["render", str(bad), "--out", str(tmp_path / "x.mp4")]) == 2
-    assert "rotation" in capsys.readouterr().out + capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "rotation" in captured.out + captured.err
     short = tmp_path / "short.npz"
     np.savez(short, expression=np.zeros((4, 53)), rotation=np.zeros((3, 3)))
     from tdmm_ray.render.commands import load_params
