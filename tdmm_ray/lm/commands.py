@@ -53,10 +53,14 @@ def _cmd_train_lm(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     preflight(cfg.storage)
     corpus = args.corpus
-    if corpus is None:  # the run's own corpus, joined with the motion tokens of `tdmm tokenize`
+    if corpus is None:
+        from tdmm_ray.manifest import Manifest
+        from tdmm_ray.pipeline.shards import stage_digest
         from tdmm_ray.workflow.corpus import corpus_rows
 
-        corpus = corpus_rows(cfg)
+        if Manifest(Storage(cfg.storage)).done_shards("corpus", stage_digest(cfg, "corpus")):
+            corpus = corpus_rows(cfg)  # the data engine's corpus, joined with `tdmm tokenize`'s tokens
+        # else: corpus/*.parquet of the run folder as given (rows already carry tokens)
     summary = train_lm(cfg, Storage(cfg.storage), corpus)
     print(json.dumps(summary, indent=2))
     return 0
