@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from tdmm_ray.cluster_jobs.submit import STAGE_SCRIPTS
+
 IMAGE = "ghcr.io/tdmm-ray/tdmm-ray:0.1.0"
 RAY_VERSION = "2.60.0"
 APP_LABEL = "tdmm-ray"
@@ -36,15 +38,9 @@ WORKDIR = "/home/ray/tdmm-ray"   # where the image keeps the project (jobs/ is r
 RUN_URL = "s3://tdmm-ray/runs/paper"
 PRESET = "paper"
 
-# RayJob name -> jobs/<script>.py. Each runs in its own cluster.
-STAGE_JOBS: dict[str, str] = {
-    "generate": "generate",
-    "train-tokenizer": "train_tokenizer",
-    "tokenize": "tokenize",
-    "train-lm": "train_lm",
-    "eval": "eval",
-    "run": "run",
-}
+# RayJob name -> jobs/<script>.py, for every submittable stage but the (cheap) prompt suite.
+# Each runs in its own cluster.
+STAGE_JOBS: dict[str, str] = {k: v for k, v in STAGE_SCRIPTS.items() if k != "prompts"}
 
 K8S_DIR = Path(__file__).resolve().parents[2] / "cluster" / "k8s"
 BASE_DIR = K8S_DIR / "base"

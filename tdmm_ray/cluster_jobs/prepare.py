@@ -13,7 +13,6 @@ import sys
 
 from tdmm_ray.cli import add_config_args, config_from_args
 from tdmm_ray.cluster_jobs.submit import STAGE_SCRIPTS, check_before_submit, runtime_env
-from tdmm_ray.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     try:
         check_before_submit(config_from_args(args), args.address)
-    except ConfigError as err:
-        print(f"submit: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:
+    except ValueError as err:  # ConfigError included: bad config or storage settings
         print(f"submit: {err}", file=sys.stderr)
         return 2
     env = runtime_env()
