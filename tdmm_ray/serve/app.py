@@ -62,6 +62,12 @@ def _motion_from_upload(name: str, data: bytes) -> dict:
     raise HTTPException(415, f"upload {name!r}: expected a .npz or an ARKit .csv file")
 
 
+def check_api_key(key, headers) -> None:
+    """With a key configured, a request needs `X-API-Key: key` or `Authorization: Bearer key`."""
+    if key and headers.get("x-api-key") != key and headers.get("authorization") != f"Bearer {key}":
+        raise HTTPException(401, "missing or wrong API key (X-API-Key header)")
+
+
 @serve.deployment(name="Ingress", max_ongoing_requests=256)
 @serve.ingress(api)
 class Ingress:
@@ -71,9 +77,7 @@ class Ingress:
         self._info = None
 
     def _authorize(self, request: Request) -> None:
-        key = self.limits.api_key
-        if key and request.headers.get("x-api-key") != key and request.headers.get("authorization") != f"Bearer {key}":
-            raise HTTPException(401, "missing or wrong API key (X-API-Key header)")
+        check_api_key(self.limits.api_key, request.headers)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
