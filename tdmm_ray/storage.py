@@ -71,6 +71,13 @@ def preflight(url: str, create: bool = True) -> None:
     """Check that storage at `url` is usable now: credentials present, endpoint reachable, bucket
     there (created when `create` and the bucket is missing). Raises StorageError naming the cause."""
     if not is_s3(url):
+        if not create:  # only look: the folder, or the nearest existing parent, must be writable
+            parent = os.path.abspath(url)
+            while not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.access(parent, os.W_OK):
+                raise StorageError(f"local run folder {url} is not writable (checked {parent})")
+            return
         try:
             os.makedirs(url, exist_ok=True)
         except OSError as err:
