@@ -71,12 +71,14 @@ def save_params(target: str, result: VideoFit, model: FaceModel) -> str:
                   expression_names=np.array(model.expression_names))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    if is_s3(target):
-        with filesystem(target).open(target, "wb") as fh:
-            fh.write(buf.getvalue())
-    else:
-        with open(target, "wb") as fh:
-            fh.write(buf.getvalue())
+    return _write_bytes(target, buf.getvalue())
+
+
+def _write_bytes(target: str, data: bytes) -> str:
+    """Write a file to a local path or an s3:// URL."""
+    opener = filesystem(target).open if is_s3(target) else open
+    with opener(target, "wb") as fh:
+        fh.write(data)
     return target
 
 
@@ -138,10 +140,4 @@ def contact_sheet(frames: np.ndarray, n: int = 8, columns: int = 4, width: int =
 def write_png(target: str, image_rgb: np.ndarray) -> str:
     ok, data = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     assert ok, "PNG encoding of a uint8 image cannot fail"
-    if is_s3(target):
-        with filesystem(target).open(target, "wb") as fh:
-            fh.write(data.tobytes())
-    else:
-        with open(target, "wb") as fh:
-            fh.write(data.tobytes())
-    return target
+    return _write_bytes(target, data.tobytes())
