@@ -7,16 +7,21 @@ so the same code talks to AWS, MinIO or a moto server. `preflight` fails fast, b
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import logging
 import os
 import posixpath
+import tempfile
 import uuid
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
 
 S3_ENV_VARS = (
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
@@ -197,3 +202,36 @@ class Storage:
         """Download (or copy) a file or folder to a local path; returns dest."""
         self.fs.get(self._p(rel), dest, recursive=True)
         return dest
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("TDMM_MODEL_CACHE") or os.path.join(tempfile.gettempdir(), f"tdmm-models-{os.getuid()}")
+
+
+def local_model_dir(url: str, cache_dir: str | None = None, required_file: str = "config.json") -> str:
+    """A local folder holding the model at `url` (which must contain `required_file`): the folder
+    itself, or a cached download of an s3:// folder."""
+    if not is_s3(url):
+        path = os.path.abspath(os.path.expanduser(url))
+        if not os.path.isdir(path):
+            raise ValueError(f"model folder {path} does not exist")
+        if not os.path.exists(os.path.join(path, required_file)):
+            raise ValueError(f"{path} is not a model folder (no {required_file})")
+        return path
+    storage = Storage(url)
+    if not storage.exists(required_file):
+        raise ValueError(f"{url} is not a model folder (no {required_file})")
+    # Key the cache on what is stored (names, sizes, ETags), so a retrained model is downloaded again.
+    found = storage.fs.find(_strip(storage.root), detail=True, refresh=True)
+    listing = sorted((name, info.get("size"), str(info.get("ETag") or info.get("LastModified")))
+                     for name, info in found.items())
+    key = hashlib.sha256(json.dumps([url, listing]).encode()).hexdigest()[:16]
+    dest = os.path.join(os.path.expanduser(cache_dir or default_cache_dir()), key)
+    if os.path.exists(os.path.join(dest, ".complete")):
+        return dest
+    log.info("downloading %s to %s", url, dest)
+    os.makedirs(dest, exist_ok=True)
+    for name in storage.list(""):
+        storage.local_copy(name, os.path.join(dest, name))
+    open(os.path.join(dest, ".complete"), "w").close()
+    return dest

@@ -7,11 +7,7 @@ downstream (training, serving, plain `transformers`) loads both kinds the same w
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase, Qwen3Config
@@ -19,38 +15,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTr
 from tdmm_ray.config import LMConfig
 from tdmm_ray.lm.text_tokenizer import train_bpe_tokenizer
 from tdmm_ray.lm.vocab import add_motion_tokens
-from tdmm_ray.storage import Storage, is_s3
+from tdmm_ray.storage import local_model_dir
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("TDMM_MODEL_CACHE") or os.path.join(tempfile.gettempdir(), f"tdmm-models-{os.getuid()}")
-
-
-def local_model_dir(url: str, cache_dir: str | None = None) -> str:
-    """A local folder holding the model at `url`: the folder itself, or a cached download of s3://."""
-    if not is_s3(url):
-        path = os.path.abspath(os.path.expanduser(url))
-        if not os.path.isdir(path):
-            raise ValueError(f"model folder {path} does not exist")
-        return path
-    storage = Storage(url)
-    if not storage.exists("config.json"):
-        raise ValueError(f"{url} is not a Hugging Face model folder (no config.json)")
-    # Key the cache on what is stored (names, sizes, ETags), so a retrained model is downloaded again.
-    listing = sorted((info["name"], info.get("size"), str(info.get("ETag") or info.get("LastModified")))
-                     for info in storage.fs.ls(storage.root[len("s3://"):], detail=True, refresh=True))
-    key = hashlib.sha256(json.dumps([url, listing]).encode()).hexdigest()[:16]
-    dest = os.path.join(cache_dir or default_cache_dir(), key)
-    if os.path.exists(os.path.join(dest, ".complete")):
-        return dest
-    log.info("downloading %s to %s", url, dest)
-    os.makedirs(dest, exist_ok=True)
-    for name in storage.list(""):
-        storage.local_copy(name, os.path.join(dest, name))
-    open(os.path.join(dest, ".complete"), "w").close()
-    return dest
 
 
 def load_pretrained(url: str, cache_dir: str | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
