@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "tdmm_ray.evaluation.commands",
     "tdmm_ray.serve.commands",
     "tdmm_ray.cluster_jobs.commands",
+    "tdmm_ray.planning.commands",
     "tdmm_ray.workflow.commands",
 )
 
