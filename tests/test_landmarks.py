@@ -107,6 +107,8 @@ def test_fan_wiring_with_staged_weights(staged_fan_weights):
     lm, conf = det.detect(frames, boxes=box)
     assert lm.shape == (1, 68, 2) and lm.dtype == np.float32 and conf.shape == (1,)
     assert np.isfinite(lm).all() and (conf > 0).all()
+    # The same numbers as face-alignment's own per-image API in that box.
+    assert np.allclose(lm[0], det.fa.get_landmarks_from_image(frames[0], detected_faces=box)[0], atol=1e-4)
     # Heatmap peaks map back inside the crop around the box (box grown by face-alignment's margin).
     x1, y1, x2, y2 = box[0]
     size = x2 - x1 + y2 - y1
@@ -114,3 +116,87 @@ def test_fan_wiring_with_staged_weights(staged_fan_weights):
     assert (lm[0, :, 1] > y1 - size).all() and (lm[0, :, 1] < y2 + size).all()
     with pytest.raises(ValueError, match="boxes"):
         det.detect(frames, boxes=np.zeros((2, 4)))
+
+
+def test_fan_detect_clips_matches_detect_per_clip(staged_fan_weights):
+    torch.set_num_threads(2)
+    # detect_stride 2 tracks between keyframes; batch_size 2 splits the pooled batches differently
+    # from the per-clip ones, so the check covers regrouping, not just identical calls.
+    det = FanDetector(device="cpu", batch_size=2, detect_stride=2)
+    rng = np.random.default_rng(1)
+    clips = [rng.integers(0, 255, size=shape, dtype=np.uint8)
+             for shape in [(1, 64, 64, 3), (1, 96, 80, 3), (3, 64, 64, 3)]]
+    # Random S3FD weights find (arbitrary) faces on noise, so clips 0 and 2 go through detection and
+    # tracking; clip 1 gets explicit boxes.
+    boxes = [None, np.array([[16, 20, 70, 84.0]]), None]
+    pooled = det.detect_clips(clips, boxes=boxes)
+    assert len(pooled) == 3
+    for clip, given, (lm, conf) in zip(clips, boxes, pooled):
+        ref_lm, ref_conf = det.detect(clip, boxes=given)
+        assert lm.shape == (len(clip), 68, 2) and lm.dtype == np.float32 and conf.shape == (len(clip),)
+        assert np.array_equal(np.isnan(lm), np.isnan(ref_lm))
+        assert np.allclose(lm, ref_lm, atol=1e-3, equal_nan=True) and np.allclose(conf, ref_conf, atol=1e-4)
+    assert np.isfinite(pooled[1][0]).all() and np.isfinite(pooled[0][0]).any()
+    # Keyframes of same-size clips share an S3FD batch; per keyframe the detections are the same.
+    shared = det._keyframe_detections([clips[0], clips[2]])
+    alone = [det._keyframe_detections([clip])[0] for clip in (clips[0], clips[2])]
+    assert [len(d) for d in shared] == [len(d) for d in alone] == [1, 2]
+    for got, want in zip([d for clip in shared for d in clip], [d for clip in alone for d in clip]):
+        assert got.shape == want.shape and np.allclose(got, want, atol=1e-3)
+    with pytest.raises(ValueError, match="one entry per clip"):
+        det.detect_clips(clips, boxes=[None])
+    assert det.detect_clips([]) == []
+    with pytest.raises(ValueError, match="CUDA"):
+        FanDetector(device="cpu", amp=True)
+
+
+def test_landmark_stage_batches_clips_and_isolates_failures(tmp_path):
+    """LandmarkStage sends the shard's readable videos to detect_clips at once; when that fails it
+    retries clip by clip, so only the bad clip (and the unreadable video) get error rows."""
+    import pyarrow as pa
+
+    from tdmm_ray.config import load_config
+    from tdmm_ray.landmarks.base import LandmarkDetector, empty_result
+    from tdmm_ray.pipeline.stages import LandmarkStage
+    from tdmm_ray.render.video import write_video
+
+    class Stub(LandmarkDetector):
+        name = "stub"
+
+        def __init__(self):
+            self.calls = []
+
+        def detect(self, frames, **_):
+            if frames.shape[1] == 64:
+                raise RuntimeError("bad clip")
+            return empty_result(len(frames))
+
+        def detect_clips(self, clips):
+            self.calls.append(len(clips))
+            return super().detect_clips(clips)
+
+    cfg = load_config("tiny", overrides=[f"storage={tmp_path / 'run'}"])
+    stage = LandmarkStage(cfg.model_dump_json(), cfg.storage)
+    stage.detector = Stub()
+    videos = {"good": write_video(np.zeros((3, 96, 96, 3), np.uint8), str(tmp_path / "good.mp4"), fps=25),
+              "bad": write_video(np.zeros((2, 64, 64, 3), np.uint8), str(tmp_path / "bad.mp4"), fps=25),
+              "missing": str(tmp_path / "missing.mp4")}
+    rows = [{"clip_id": name, "prompt_id": "p", "fps": 25, "status": "ok", "error": None, "video_uri": str(uri),
+             "seed": 0} for name, uri in videos.items()]
+    rows.append({**rows[0], "clip_id": "upstream", "status": "error", "error": "synth failed"})
+    out = {r["clip_id"]: r for r in stage.process("00000", pa.Table.from_pylist(rows)).to_pylist()}
+    assert stage.detector.calls == [2]  # one call for the two readable videos
+    assert out["good"]["status"] == "ok" and out["good"]["detector"] == "stub"
+    assert len(out["good"]["landmarks"]) == 3
+    assert out["bad"]["status"] == "error" and "bad clip" in out["bad"]["error"]
+    assert out["missing"]["status"] == "error" and out["missing"]["error"].startswith("landmarks: ")
+    assert out["upstream"]["status"] == "error" and out["upstream"]["error"] == "synth failed"
+
+
+def test_shard_videos_go_to_the_detector_in_bounded_groups():
+    from tdmm_ray.pipeline.stages import _groups_by_bytes
+
+    clip = dict(n_frames=10, height=10, width=10)  # 3,000 bytes decoded
+    assert _groups_by_bytes([clip] * 5, [0, 2, 4, 6, 8], 6000) == [[0, 2], [4, 6], [8]]
+    assert _groups_by_bytes([clip] * 2, [1, 3], 100) == [[1], [3]]  # one clip over budget: alone
+    assert _groups_by_bytes([], [], 6000) == []

@@ -21,6 +21,11 @@ class LandmarkDetector(ABC):
     def detect(self, frames: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
         """frames uint8 [T,H,W,3] -> (landmarks float32 [T,68,2], confidence float32 [T])."""
 
+    def detect_clips(self, clips: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Several clips (frame sizes may differ) -> per clip what `detect` gives. Detectors that
+        batch across clips override this; the default runs `detect` clip by clip."""
+        return [self.detect(clip) for clip in clips]
+
 
 def check_frames(frames) -> np.ndarray:
     """Validate a clip's frames at the edge: uint8 [T,H,W,3]."""

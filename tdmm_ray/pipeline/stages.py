@@ -23,20 +23,34 @@ CARRIED = ("prompt_id", "fps", "n_frames", "width", "height")  # what later stag
 
 
 class SynthStage(ShardStage):
+    """Procedural clips (CPU actors)."""
+
     stage = "synthesize"
 
     def process(self, shard: str, table: pa.Table) -> pa.Table:
         from tdmm_ray.synth.procedural import synthesize_row
 
-        rows = []
-        for row in table.to_pylist():
-            if row.get("generator", "procedural") != "procedural":
-                rows.append({**dict.fromkeys(CLIP_COLUMNS), "clip_id": row["clip_id"], "prompt_id": row["prompt_id"],
-                             "generator": row["generator"], "seed": row["seed"], "status": "error",
-                             "error": f"generator {row['generator']!r} is not available in this build"})
-                continue
-            rows.append(synthesize_row(row, self.cfg, self.storage, seed=row["seed"]))
+        rows = [synthesize_row(row, self.cfg, self.storage, seed=row["seed"]) for row in table.to_pylist()]
         return rows_to_table(rows, CLIP_COLUMNS)
+
+
+class DiffusionSynthStage(ShardStage):
+    """One text-to-video family's clips (GPU actors); a shard holds a single family's clips."""
+
+    stage = "synthesize"
+
+    def __init__(self, cfg_json: str, storage_root: str, family: str):
+        super().__init__(cfg_json, storage_root)
+        from tdmm_ray.synth.diffusion.generator import DiffusionGenerator
+
+        self.generator = DiffusionGenerator.load(family, self.cfg.diffusion.family(family), self.cfg.diffusion.cache_dir)
+
+    def process(self, shard: str, table: pa.Table) -> pa.Table:
+        from tdmm_ray.synth.diffusion.generator import synthesize_batch
+
+        rows = table.to_pylist()
+        assert {r["generator"] for r in rows} == {self.generator.name}, f"shard {shard} mixes generators"
+        return rows_to_table(synthesize_batch(rows, self.generator, self.cfg, self.storage), CLIP_COLUMNS)
 
 
 class LandmarkStage(ShardStage):
@@ -51,35 +65,90 @@ class LandmarkStage(ShardStage):
 
             self.detector = make_detector(lm.detector)
 
-    def _detect(self, row: dict) -> dict:
-        from tdmm_ray.landmarks.projected import ProjectedDetector
-
-        if self.detector is None:
-            if row.get("gt_landmarks") is None:
-                raise ValueError("projected landmarks need procedural ground truth; this clip has none")
-            det = ProjectedDetector(self.cfg.landmarks.noise_px, seed=int(row["seed"]))
-            points, conf = det.detect(ground_truth=np.asarray(row["gt_landmarks"], np.float32))
-            name = det.name
-        else:
-            from tdmm_ray.render.video import read_video
-
-            frames, _, _ = read_video(row["video_uri"])
-            points, conf = self.detector.detect(frames)
-            name = self.detector.name
+    @staticmethod
+    def _found(points: np.ndarray, conf: np.ndarray, name: str) -> dict:
         return {"landmarks": points.tolist(), "confidence": conf.tolist(), "detector": name}
 
+    @staticmethod
+    def _failed(err: Exception) -> dict:
+        return {"status": "error", "error": f"landmarks: {error_text(err)}"}
+
+    def _projected(self, rows: list[dict]) -> list[dict]:
+        """Per clip the row fields from its (noised) procedural ground truth, or its error."""
+        from tdmm_ray.landmarks.projected import ProjectedDetector
+
+        fields = []
+        for row in rows:
+            try:
+                if row.get("gt_landmarks") is None:
+                    raise ValueError("projected landmarks need procedural ground truth; this clip has none")
+                det = ProjectedDetector(self.cfg.landmarks.noise_px, seed=int(row["seed"]))
+                fields.append(self._found(*det.detect(ground_truth=np.asarray(row["gt_landmarks"], np.float32)),
+                                          det.name))
+            except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
+                fields.append(self._failed(err))
+        return fields
+
+    def _from_videos(self, rows: list[dict]) -> list[dict]:
+        """Per clip the row fields from the detector on its video, or its error. The readable videos
+        of the shard go to the detector in one call (FAN batches across clips); if that call fails,
+        the clips are retried one by one so only the failing clip gets the error."""
+        from tdmm_ray.render.video import read_video
+
+        fields: list[dict | None] = [None] * len(rows)
+        clips = {}
+        for i, row in enumerate(rows):
+            try:
+                clips[i] = read_video(row["video_uri"])[0]
+            except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
+                fields[i] = self._failed(err)
+
+        def one(frames: np.ndarray) -> dict:
+            try:
+                return self._found(*self.detector.detect(frames), self.detector.name)
+            except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
+                return self._failed(err)
+
+        try:
+            found = [self._found(*res, self.detector.name) for res in self.detector.detect_clips(list(clips.values()))]
+        except Exception as err:  # noqa: BLE001 - find the failing clip(s) below
+            log.warning("landmarks: batched detection failed (%s); retrying clip by clip", error_text(err))
+            found = [one(frames) for frames in clips.values()]
+        assert len(found) == len(clips)
+        for i, res in zip(clips, found):
+            fields[i] = res
+        return fields
+
     def process(self, shard: str, table: pa.Table) -> pa.Table:
-        rows = []
-        for row in table.to_pylist():
-            out = {"clip_id": row["clip_id"], **{k: row.get(k) for k in CARRIED}, "status": row["status"],
-                   "error": row.get("error")}
-            if row["status"] == "ok":
-                try:
-                    out.update(self._detect(row))
-                except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
-                    out.update(status="error", error=f"landmarks: {error_text(err)}")
-            rows.append(out)
-        return rows_to_table(rows, LANDMARK_COLUMNS + CARRIED)
+        rows = table.to_pylist()
+        ok = [i for i, row in enumerate(rows) if row["status"] == "ok"]
+        fields: dict[int, dict] = {}
+        if self.detector is None:
+            fields.update(zip(ok, self._projected([rows[i] for i in ok])))
+        else:  # decoded videos of a whole shard can be many GB: detect on groups of bounded size
+            for group in _groups_by_bytes([rows[i] for i in ok], ok, VIDEO_BYTES_PER_CALL):
+                fields.update(zip(group, self._from_videos([rows[i] for i in group])))
+        out = [{"clip_id": row["clip_id"], **{k: row.get(k) for k in CARRIED}, "status": row["status"],
+                "error": row.get("error"), **fields.get(i, {})} for i, row in enumerate(rows)]
+        return rows_to_table(out, LANDMARK_COLUMNS + CARRIED)
+
+
+VIDEO_BYTES_PER_CALL = 2 << 30  # decoded RGB frames handed to the detector in one call (~2 GiB)
+
+
+def _groups_by_bytes(rows: list[dict], index: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of `index` whose decoded videos (frames x height x width x 3) fit `budget`;
+    a clip larger than the budget is a group of its own."""
+    groups: list[list[int]] = []
+    used = 0
+    for i, row in zip(index, rows):
+        size = int(row.get("n_frames") or 0) * int(row.get("height") or 0) * int(row.get("width") or 0) * 3
+        if not groups or used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += size
+    return groups
 
 
 class FitStage(ShardStage):
@@ -174,4 +243,4 @@ def _corpus_schema() -> pa.Schema:
     return pa.schema([(c, types.get(c, pa.string())) for c in CORPUS_COLUMNS])
 
 
-__all__ = ["SynthStage", "LandmarkStage", "FitStage", "CorpusStage", "from_nested"]
+__all__ = ["SynthStage", "DiffusionSynthStage", "LandmarkStage", "FitStage", "CorpusStage", "from_nested"]
