@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PRESETS = ("tiny", "small", "paper")
+DIFFUSION_FAMILIES = ("wan", "cogvideox", "ltx", "hunyuan")  # text-to-video generators (tdmm_ray.synth.diffusion)
 
 
 class Section(BaseModel):
@@ -37,7 +38,7 @@ class PromptsConfig(Section):
     @field_validator("generators")
     @classmethod
     def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
-        known = {"procedural", "wan", "cogvideox", "ltx", "hunyuan"}
+        known = {"procedural", *DIFFUSION_FAMILIES}
         if not v:
             raise ValueError("at least one generator is needed")
         for name, w in v.items():
@@ -105,6 +106,62 @@ class StagePoolConfig(Section):
         if self.max_actors < self.min_actors:
             raise ValueError(f"max_actors ({self.max_actors}) < min_actors ({self.min_actors})")
         return self
+
+
+GPU_POOL = dict(min_actors=1, max_actors=4, num_cpus=4.0, num_gpus=1.0)  # one GPU per generator actor
+
+
+class DiffusionModelConfig(Section):
+    """One text-to-video family (diffusers pipeline). Clips are generated at the family's native
+    size and frame rate, then resampled to the corpus spec (synth.fps, synth.width x synth.height)."""
+
+    path: str = Field("", description="diffusers model directory: local path or s3://bucket/prefix")
+    steps: int = Field(50, ge=1, description="denoising steps")
+    guidance_scale: float = Field(5.0, ge=0)
+    width: int = Field(832, ge=16, le=4096, description="native generation width (pixels)")
+    height: int = Field(480, ge=16, le=4096, description="native generation height (pixels)")
+    fps: int = Field(16, ge=1, le=120, description="the frame rate the family was trained at")
+    max_frames: int = Field(81, ge=1, description="longest clip the family generates well (frames)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="auto: bfloat16 on GPU, float32 on CPU")
+    batch_size: int = Field(2, ge=1, description="clips per pipeline call")
+    pool: StagePoolConfig = Field(default_factory=lambda: StagePoolConfig(**GPU_POOL))
+
+
+# Each family's published inference settings: native size, frame rate, longest clip, steps, guidance.
+DIFFUSION_NATIVE = {
+    "wan": dict(width=832, height=480, fps=16, max_frames=81, steps=50, guidance_scale=5.0),
+    "cogvideox": dict(width=720, height=480, fps=8, max_frames=49, steps=50, guidance_scale=6.0),
+    "ltx": dict(width=704, height=480, fps=24, max_frames=161, steps=50, guidance_scale=3.0),
+    "hunyuan": dict(width=960, height=544, fps=24, max_frames=129, steps=50, guidance_scale=6.0),
+}
+
+
+class DiffusionConfig(Section):
+    cache_dir: str | None = Field(None, description="where s3:// model directories are downloaded (None: $TDMM_MODEL_CACHE or a temp folder)")
+    wan: DiffusionModelConfig = Field(default_factory=lambda: DiffusionModelConfig(**DIFFUSION_NATIVE["wan"]))
+    cogvideox: DiffusionModelConfig = Field(default_factory=lambda: DiffusionModelConfig(**DIFFUSION_NATIVE["cogvideox"]))
+    ltx: DiffusionModelConfig = Field(default_factory=lambda: DiffusionModelConfig(**DIFFUSION_NATIVE["ltx"]))
+    hunyuan: DiffusionModelConfig = Field(default_factory=lambda: DiffusionModelConfig(**DIFFUSION_NATIVE["hunyuan"]))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _native_defaults(cls, data: Any) -> Any:
+        # `--set diffusion.ltx.path=...` must keep LTX's native settings, not take the generic defaults.
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for f in DIFFUSION_FAMILIES:
+            if isinstance(data.get(f), dict):
+                given = data[f]
+                pool = {**GPU_POOL, **given["pool"]} if isinstance(given.get("pool"), dict) else given.get("pool")
+                data[f] = {**DIFFUSION_NATIVE[f], **given, **({"pool": pool} if pool is not None else {})}
+        return data
+
+    def family(self, name: str) -> DiffusionModelConfig:
+        if name not in DIFFUSION_FAMILIES:
+            raise ValueError(f"{name!r} is not a diffusion generator; known: {', '.join(DIFFUSION_FAMILIES)}")
+        return getattr(self, name)
 
 
 class LandmarksConfig(Section):
@@ -209,6 +266,7 @@ class TdmmConfig(Section):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     face: FaceConfig = Field(default_factory=FaceConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
     landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
     fit: FitConfig = Field(default_factory=FitConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)

@@ -7,7 +7,7 @@ import importlib.metadata as md
 import os
 import platform
 
-PACKAGES = ("torch", "ray", "deepspeed", "transformers", "tokenizers", "pyarrow", "s3fs", "av",
+PACKAGES = ("torch", "ray", "deepspeed", "transformers", "tokenizers", "diffusers", "pyarrow", "s3fs", "av",
             "opencv-python-headless", "dlib-bin", "face-alignment", "fastapi")
 
 

@@ -29,6 +29,8 @@ PROMPT_COLUMNS = (
 CLIP_COLUMNS = (
     "clip_id", "prompt_id", "generator", "seed", "video_uri", "fps", "n_frames", "width", "height",
     "status", "error",
+    # diffusion clips only (null otherwise): the prompt the generator got, and its settings/timing as JSON
+    "generator_prompt", "generator_meta",
     # procedural clips only (null otherwise): ground truth for checking the fit
     "face_model", "gt_identity", "gt_expression", "gt_rotation", "gt_translation", "gt_focal", "gt_landmarks",
 )

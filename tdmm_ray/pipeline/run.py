@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 import pyarrow as pa
 
 from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
 from tdmm_ray.manifest import Manifest
-from tdmm_ray.pipeline.shards import DATA_STAGES, plan_shards, stage_digest, table_to_bytes
-from tdmm_ray.storage import Storage, preflight
+from tdmm_ray.pipeline.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
+                                      stage_digest, table_to_bytes)
+from tdmm_ray.storage import Storage, is_s3, preflight
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +27,13 @@ def _descriptor_table(clips: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def _pool_args(pool, cfg_json: str, root: str) -> dict:
+def _pool_args(pool, cfg_json: str, root: str, *extra) -> dict:
     import ray
 
     from tdmm_ray.storage import worker_env
 
     return dict(
-        fn_constructor_args=(cfg_json, root),
+        fn_constructor_args=(cfg_json, root, *extra),
         batch_size=pool.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
         num_cpus=pool.num_cpus,
@@ -41,20 +43,61 @@ def _pool_args(pool, cfg_json: str, root: str) -> dict:
     )
 
 
-def run_generate(cfg: TdmmConfig, show_progress: bool = True) -> dict:
-    """Run (or resume) the data engine into cfg.storage; returns the dataset card summary."""
+def check_diffusion_models(cfg: TdmmConfig) -> None:
+    """Fail before any actor starts when a diffusion generator in the mix has no usable model folder."""
+    from tdmm_ray.synth.diffusion.generator import check_model_config
+
+    used = diffusion_generators(cfg)
+    if used and cfg.landmarks.detector == "projected":
+        raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib or "
+                         "fan (projected landmarks exist only for procedural clips)")
+    for name in used:
+        mc = cfg.diffusion.family(name)
+        check_model_config(name, mc)
+        if is_s3(mc.path):
+            preflight(mc.path, create=False)
+        if not Storage(mc.path).exists("model_index.json"):
+            raise ValueError(f"diffusion.{name}.path={mc.path} is not a diffusers model folder (no model_index.json)")
+
+
+def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
+    """One dataset per generator, each through its own actor pool (CPU procedural, GPU diffusion),
+    then one stream again for the stages that follow."""
+    from tdmm_ray.pipeline.stages import DiffusionSynthStage, SynthStage
+
+    cfg_json = cfg.model_dump_json()
+    streams = []
+    for generator in dict.fromkeys(shard_generator(name) for name in shards):
+        items = [{"shard": name, "table": table_to_bytes(_descriptor_table(clips))}
+                 for name, clips in shards.items() if shard_generator(name) == generator]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        if generator == "procedural":
+            ds = ds.map_batches(SynthStage, **_pool_args(cfg.synth.pool, cfg_json, root))
+        else:
+            ds = ds.map_batches(DiffusionSynthStage, **_pool_args(cfg.diffusion.family(generator).pool, cfg_json,
+                                                                  root, generator))
+        streams.append(ds)
+    return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+
+
+def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corpus") -> dict:
+    """Run (or resume) the data engine into cfg.storage, through stage `until` (default: all four).
+    Returns the dataset card summary, or for an earlier `until` that stage's row count per status."""
     from tdmm_ray.pipeline.card import write_dataset_card
-    from tdmm_ray.pipeline.stages import CorpusStage, FitStage, LandmarkStage, SynthStage
+    from tdmm_ray.pipeline.stages import CorpusStage, FitStage, LandmarkStage
     from tdmm_ray.prompts.stage import run_prompts
 
+    if until not in DATA_STAGES:
+        raise ValueError(f"until must be one of {', '.join(DATA_STAGES)}, got {until!r}")
+    stages = DATA_STAGES[:DATA_STAGES.index(until) + 1]
     preflight(cfg.storage)
+    check_diffusion_models(cfg)
     storage = Storage(cfg.storage)
     storage.write_text("config.yaml", dump_yaml(cfg))
     manifest = Manifest(storage)
     prompts = run_prompts(cfg, storage).to_pylist()
     shards = plan_shards(cfg, prompts)
-    corpus_digest = stage_digest(cfg, "corpus")
-    done = manifest.done_shards("corpus", corpus_digest)
+    done = manifest.done_shards(until, stage_digest(cfg, until))
     pending = {name: clips for name, clips in shards.items() if name not in done}
     log.info("generate: %d shards planned, %d already done, %d to run", len(shards), len(done), len(pending))
 
@@ -63,13 +106,12 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True) -> dict:
 
         ray = init_ray(cfg.ray.address, cfg.ray.num_cpus)
         cfg_json = cfg.model_dump_json()
-        items = [{"shard": name, "table": table_to_bytes(_descriptor_table(clips))} for name, clips in pending.items()]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(SynthStage, **_pool_args(cfg.synth.pool, cfg_json, storage.root))
-        ds = ds.map_batches(LandmarkStage, **_pool_args(cfg.landmarks.pool, cfg_json, storage.root))
-        ds = ds.map_batches(FitStage, **_pool_args(cfg.fit.pool, cfg_json, storage.root))
-        corpus_pool = StagePoolConfig(min_actors=1, max_actors=1, num_cpus=0.25, batch_size=1)
-        ds = ds.map_batches(CorpusStage, **_pool_args(corpus_pool, cfg_json, storage.root))
+        ds = _synthesize(ray, pending, cfg, storage.root)
+        later = {"landmarks": (LandmarkStage, cfg.landmarks.pool), "fit": (FitStage, cfg.fit.pool),
+                 "corpus": (CorpusStage, StagePoolConfig(min_actors=1, max_actors=1, num_cpus=0.25, batch_size=1))}
+        for stage in stages[1:]:
+            actor, pool = later[stage]
+            ds = ds.map_batches(actor, **_pool_args(pool, cfg_json, storage.root))
         start = time.time()
         bar = _progress(len(pending), show_progress)
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
@@ -77,13 +119,17 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True) -> dict:
         bar.close()
         log.info("generate: %d shards in %.1f s", len(pending), time.time() - start)
 
-    for stage in DATA_STAGES:
+    for stage in stages:
         finished = manifest.done_shards(stage, stage_digest(cfg, stage))
         missing = set(shards) - set(finished)
         if missing:
             raise RuntimeError(f"stage {stage}: shards {sorted(missing)[:5]} did not finish; re-run to resume")
         manifest.mark_stage(stage, stage_digest(cfg, stage), shards=len(shards),
                             rows=sum(r["rows"] for r in finished.values()))
+    if until != "corpus":
+        table = read_stage(storage, until, stage_digest(cfg, until))
+        status = table.column("status").to_pylist() if "status" in table.column_names else ["ok"] * table.num_rows
+        return {"stage": until, "rows": table.num_rows, "status": dict(Counter(status))}
     return write_dataset_card(cfg, storage)
 
 

@@ -10,7 +10,7 @@ import hashlib
 
 import pyarrow as pa
 
-from tdmm_ray.config import TdmmConfig
+from tdmm_ray.config import DIFFUSION_FAMILIES, TdmmConfig
 
 # Each stage's output depends on these config sections (and on everything upstream).
 STAGE_SECTIONS = {
@@ -27,7 +27,17 @@ def stage_digest(cfg: TdmmConfig, stage: str) -> str:
     data = cfg.model_copy(deep=True)
     for section in ("synth", "landmarks", "fit"):
         getattr(data, section).pool = type(getattr(data, section).pool)()
-    return data.digest(*STAGE_SECTIONS[stage])
+    sections = STAGE_SECTIONS[stage]
+    if diffusion_generators(cfg):  # procedural-only runs keep their digests whatever diffusion says
+        for name in DIFFUSION_FAMILIES:
+            data.diffusion.family(name).pool = type(data.diffusion.family(name).pool)()
+        sections += ("diffusion",)
+    return data.digest(*sections)
+
+
+def diffusion_generators(cfg: TdmmConfig) -> list[str]:
+    """The text-to-video families the prompt suite uses, in a fixed order."""
+    return [name for name in DIFFUSION_FAMILIES if name in cfg.prompts.generators]
 
 
 def clip_seed(base_seed: int, clip_id: str) -> int:
@@ -43,15 +53,27 @@ def n_frames_for(cfg: TdmmConfig, seed: int) -> int:
 
 
 def plan_shards(cfg: TdmmConfig, prompts: list[dict]) -> dict[str, list[dict]]:
-    """Prompt rows -> {shard name: [clip descriptors]} in a fixed order."""
-    clips = []
+    """Prompt rows -> {shard name: [clip descriptors]} in a fixed order. A shard holds one
+    generator's clips, because each generator runs in its own actor pool (GPU for diffusion):
+    procedural shards are named 00000, 00001, ...; a diffusion family's wan-00000, ..."""
+    by_generator: dict[str, list[dict]] = {}
     for row in sorted(prompts, key=lambda r: r["prompt_id"]):
         for k in range(cfg.synth.clips_per_prompt):
             clip_id = f"{row['prompt_id']}-{k}"
             seed = clip_seed(cfg.seed, clip_id)
-            clips.append({"clip_id": clip_id, "seed": seed, "n_frames": n_frames_for(cfg, seed), "prompt": row})
+            clip = {"clip_id": clip_id, "seed": seed, "n_frames": n_frames_for(cfg, seed), "prompt": row}
+            by_generator.setdefault(row.get("generator") or "procedural", []).append(clip)
     size = cfg.synth.shard_size
-    return {f"{i // size:05d}": clips[i:i + size] for i in range(0, len(clips), size)}
+    shards = {}
+    for generator in sorted(by_generator, key=lambda g: (g != "procedural", g)):
+        clips, prefix = by_generator[generator], "" if generator == "procedural" else f"{generator}-"
+        shards.update({f"{prefix}{i // size:05d}": clips[i:i + size] for i in range(0, len(clips), size)})
+    return shards
+
+
+def shard_generator(name: str) -> str:
+    """The generator whose clips a shard holds (see plan_shards)."""
+    return name.split("-", 1)[0] if "-" in name else "procedural"
 
 
 def table_to_bytes(table: pa.Table) -> bytes:
