@@ -43,7 +43,8 @@ class DiffusionSynthStage(ShardStage):
         super().__init__(cfg_json, storage_root)
         from tdmm_ray.synth.diffusion.generator import DiffusionGenerator
 
-        self.generator = DiffusionGenerator.load(family, self.cfg.diffusion.family(family), self.cfg.diffusion.cache_dir)
+        diffusion = self.cfg.diffusion
+        self.generator = DiffusionGenerator.load(family, diffusion.family(family), diffusion.cache_dir)
 
     def process(self, shard: str, table: pa.Table) -> pa.Table:
         from tdmm_ray.synth.diffusion.generator import synthesize_batch

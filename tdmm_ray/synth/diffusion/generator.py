@@ -151,12 +151,17 @@ def synthesize_batch(rows: list[Mapping], gen: DiffusionGenerator, cfg: TdmmConf
 
     def run(group: list[int]) -> tuple[np.ndarray, float]:
         began = time.perf_counter()
-        video = gen.generate([prompts[i] for i in group], [int(rows[i]["seed"]) for i in group],
-                             max(plans[i][0] for i in group))
+        video = gen.generate([prompts[i] for i in group], [int(rows[i]["seed"]) for i in group], plans[group[0]][0])
         return video, (time.perf_counter() - began) / len(group)
 
-    for start in range(0, len(rows), gen.mc.batch_size):
-        batch = list(range(start, min(start + gen.mc.batch_size, len(rows))))
+    # A batch holds clips of one native length: no clip pays for a longer one's frames, and a clip's
+    # latents (its seed's noise of its own shape) do not depend on which clips share its batch.
+    by_length: dict[int, list[int]] = {}
+    for i, (native, _) in enumerate(plans):
+        by_length.setdefault(native, []).append(i)
+    size = gen.mc.batch_size
+    batches = [idx[k:k + size] for idx in by_length.values() for k in range(0, len(idx), size)]
+    for batch in batches:
         done: list[tuple[list[int], np.ndarray, float]] = []
         try:
             done.append((batch, *run(batch)))
@@ -175,11 +180,11 @@ def synthesize_batch(rows: list[Mapping], gen: DiffusionGenerator, cfg: TdmmConf
         for group, video, seconds in done:
             for k, i in enumerate(group):
                 native, n_frames = plans[i]
-                frames = resample_clip(video[k, :native], gen.mc.fps, cfg.synth.fps, n_frames,
+                frames = resample_clip(video[k], gen.mc.fps, cfg.synth.fps, n_frames,
                                        cfg.synth.width, cfg.synth.height)
                 uri = write_clip_video(storage, f"clips/{rows[i]['clip_id']}.mp4", frames, cfg.synth.fps)
                 out[i] = _row(rows[i], gen, cfg, prompts[i], uri=uri, n_frames=n_frames, meta={
-                    "native_frames": native, "batch_frames": video.shape[1], "batch": len(group),
+                    "native_frames": native, "batch": len(group),
                     "seconds_per_clip": round(seconds, 3)})
     assert sorted(out) == list(range(len(rows))), "every row gets exactly one clip row"
     return [out[i] for i in range(len(rows))]

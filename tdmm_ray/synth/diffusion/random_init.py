@@ -82,7 +82,8 @@ def build_cogvideox(scale: str, tokenizer):
 
 
 def build_ltx(scale: str, tokenizer):
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
 
     text_dim = 32 if scale == "tiny" else 4096
     latent = 8 if scale == "tiny" else 128
@@ -109,8 +110,8 @@ def build_hunyuan(scale: str, tokenizer):
     # full = HunyuanVideo's 13B transformer (20 dual + 40 single blocks, 24 heads x 128).
     dims = dict(num_attention_heads=2, attention_head_dim=10, num_layers=1, num_single_layers=1,
                 num_refiner_layers=1, rope_axes_dim=(2, 4, 4)) if scale == "tiny" else {}
-    transformer = HunyuanVideoTransformer3DModel(in_channels=4 if scale == "tiny" else 16,
-                                                 out_channels=4 if scale == "tiny" else 16, patch_size=1 if scale == "tiny" else 2,
+    latent, patch = (4, 1) if scale == "tiny" else (16, 2)
+    transformer = HunyuanVideoTransformer3DModel(in_channels=latent, out_channels=latent, patch_size=patch,
                                                  text_embed_dim=text_dim, pooled_projection_dim=pooled, **dims)
     vae = AutoencoderKLHunyuanVideo(latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
                                     norm_num_groups=4) if scale == "tiny" else AutoencoderKLHunyuanVideo()
