@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tdmm_ray.config import DIFFUSION_FAMILIES, load_config
 from tdmm_ray.manifest import Manifest
@@ -101,6 +102,10 @@ def test_model_folder_errors_name_the_problem(tiny_models, tmp_path):
                       ["diffusion.ltx.path=" + str(tmp_path / "nowhere")])
     with pytest.raises(ValueError, match=r"nowhere is not a diffusers model folder \(no model_index.json\)"):
         run_generate(cfg, show_progress=False, until="synthesize")
+    short = load_config("tiny", overrides=_overrides(tiny_models, str(tmp_path / "r"), ["wan"]) +
+                        ["synth.min_seconds=2", "synth.max_seconds=3"])
+    with pytest.raises(ValueError, match=r"diffusion\.wan\.max_frames=9 at 16 fps makes clips of at most 0\.50 s"):
+        run_generate(short, show_progress=False, until="synthesize")
     projected = load_config("tiny", overrides=[f"storage={tmp_path / 'p'}",
                                                "prompts.generators={wan: 1, procedural: 1}"])
     with pytest.raises(ValueError, match="landmarks.detector"):
@@ -142,3 +147,15 @@ def test_frame_rules_per_family():
     assert facial_part(text) == "A man who looks mildly happy, nodding."
     prompts = {f: video_prompt(f, text, 0) for f in DIFFUSION_FAMILIES}
     assert len(set(prompts.values())) == 4 and all("A man who looks mildly happy" in p for p in prompts.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bf16 generation on GPU)")
+def test_generation_on_gpu_in_bf16(tiny_models):
+    from tdmm_ray.config import DiffusionModelConfig
+
+    for name in DIFFUSION_FAMILIES:
+        mc = DiffusionModelConfig(path=tiny_models[name], width=64, height=32, fps=16, max_frames=9, steps=2)
+        gen = DiffusionGenerator.load(name, mc)
+        assert gen.device == "cuda" and gen.describe()["dtype"] == "bfloat16"
+        video = gen.generate(["a man looks happy", "a woman frowns"], [1, 2], 9)
+        assert video.shape == (2, 9, 32, 64, 3) and video.dtype == np.uint8 and video.std() > 0

@@ -54,6 +54,10 @@ def check_diffusion_models(cfg: TdmmConfig) -> None:
     for name in used:
         mc = cfg.diffusion.family(name)
         check_model_config(name, mc)
+        longest = (mc.max_frames - 1) / mc.fps
+        if longest + 0.5 / cfg.synth.fps < cfg.synth.min_seconds:
+            raise ValueError(f"diffusion.{name}.max_frames={mc.max_frames} at {mc.fps} fps makes clips of at most "
+                             f"{longest:.2f} s, shorter than synth.min_seconds={cfg.synth.min_seconds}")
         if is_s3(mc.path):
             preflight(mc.path, create=False)
         if not Storage(mc.path).exists("model_index.json"):
