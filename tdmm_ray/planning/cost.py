@@ -377,7 +377,7 @@ def load_procedural_rate(path: Path = PROCEDURAL_BENCH, width: int = 128, height
 def corpus_clip(cfg: TdmmConfig, family: str | None) -> tuple[int, int]:
     """(native frames generated, corpus frames delivered) for a clip of the mean planned length, as the
     synthesis stage does it (tdmm_ray.synth.diffusion.generator._plan): the family's frame rule
-    (4k+1 Wan/CogVideoX/Hunyuan, 8k+1 LTX), capped at its max_frames, which can shorten the clip."""
+    (4k+1 Wan/Hunyuan, 8k+1 CogVideoX/LTX), capped at its max_frames, which can shorten the clip."""
     planned = round((cfg.synth.min_seconds + cfg.synth.max_seconds) / 2 * cfg.synth.fps)
     if family is None:
         return 0, planned
