@@ -43,6 +43,7 @@ def overlay_files(workers: int, directory: str | Path) -> dict[str, str]:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from tdmm_ray.cli import config_from_args
     from tdmm_ray.planning import cost
+    from tdmm_ray.planning.report import format_plan
 
     cfg = config_from_args(args)
     plan = cost.plan_generation(
@@ -59,7 +60,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         landmark_fps=args.landmark_fps,
         procedural_rate=cost.load_procedural_rate(width=cfg.synth.width, height=cfg.synth.height),
     )
-    print(cost.format_plan(plan), end="")
+    print(format_plan(plan), end="")
     if args.json:
         data: dict[str, Any] = dataclasses.asdict(plan)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

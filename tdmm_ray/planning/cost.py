@@ -296,11 +296,6 @@ def estimate_seconds(arch: Arch, spec: ClipSpec, gpu: str, mfu: float = DEFAULT_
     return clip_flops(arch, spec) / (GPU_PEAK_TFLOPS[gpu] * 1e12 * mfu)
 
 
-def valid_frames(frames: int, step: int) -> int:
-    """Round up to step·k + 1 frames (what the VAE's temporal compression accepts)."""
-    return step * math.ceil(max(frames - 1, 0) / step) + 1
-
-
 # ----------------------------------------------------------------------------- measured figures
 
 def parse_cost_file(data: dict, path: str = "cost file") -> CostFile:
@@ -375,17 +370,15 @@ def load_procedural_rate(path: Path = PROCEDURAL_BENCH, width: int = 128, height
 # ----------------------------------------------------------------------------- the plan
 
 def corpus_clip(cfg: TdmmConfig, family: str | None) -> tuple[int, int]:
-    """(native frames generated, corpus frames delivered) for a clip of the mean planned length, as the
-    synthesis stage does it (tdmm_ray.synth.diffusion.generator._plan): the family's frame rule
-    (4k+1 Wan/Hunyuan, 8k+1 CogVideoX/LTX), capped at its max_frames, which can shorten the clip."""
+    """(native frames generated, corpus frames delivered) for a clip of the mean planned length, by the
+    synthesis stage's own rule (tdmm_ray.synth.diffusion.generator.clip_frames)."""
     planned = round((cfg.synth.min_seconds + cfg.synth.max_seconds) / 2 * cfg.synth.fps)
     if family is None:
         return 0, planned
     from tdmm_ray.synth.diffusion.families import family as family_rule
+    from tdmm_ray.synth.diffusion.generator import clip_frames
 
-    mc = cfg.diffusion.family(family)
-    native = family_rule(family).frames_for((planned - 1) / cfg.synth.fps, mc.fps, mc.max_frames)
-    return native, min(planned, int((native - 1) / mc.fps * cfg.synth.fps) + 1)
+    return clip_frames(planned, cfg.synth.fps, family_rule(family), cfg.diffusion.family(family))
 
 
 def _paper_comparison(families: list[FamilyPlan], total_gpu_hours: float) -> PaperComparison:
@@ -475,55 +468,3 @@ def plan_generation(cfg: TdmmConfig, *, hours: float, deadline_hours: float, mix
 
 
 # ----------------------------------------------------------------------------- output
-
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows]
-
-
-def format_plan(plan: Plan) -> str:
-    lines = [(f"Generation plan: {plan.video_hours:g} h of video by a {plan.deadline_hours:g} h deadline on "
-             f"{plan.gpu.upper()} GPUs ({GPU_PEAK_TFLOPS[plan.gpu]:g} TFLOP/s bf16 peak), "
-             f"utilization {plan.utilization:g}, MFU {plan.mfu:g}"), ""]
-    rows = [["family", "model", "share", "video h", "clips", "native clip", "GPU-s/clip", "GPU-h", "source"]]
-    for f in plan.families:
-        native = (f"{f.width}x{f.height} {f.frames}f@{f.native_fps} {f.steps}x{f.passes}" if f.width
-                  else f"{f.clip_seconds:g} s @{f.native_fps} fps")
-        gpu_s = f"{f.gpu_s_per_clip:.1f}" if f.width else "-"
-        gpu_h = f"{f.gpu_hours:,.1f}" if f.width else f"({f.cpu_core_hours:,.1f} CPU core-h)"
-        rows.append([f.family, f.model, f"{f.share:.0%}", f"{f.video_hours:.1f}", f"{f.clips:,}", native, gpu_s,
-                     gpu_h, f.source])
-    rows.append(["landmarks+fit", "FAN + batched fit", "", f"{plan.video_hours:.1f}", "", f"{plan.frames:,} frames",
-                 "", f"{plan.landmark_gpu_hours:,.1f}", f"estimate ({plan.landmark_fps:g} frames/GPU-s, --landmark-fps)"])
-    rows.append(["total", "", "", "", f"{sum(f.clips for f in plan.families):,}", "", "",
-                 f"{plan.total_gpu_hours:,.1f}", ""])
-    lines += _table(rows, right={2, 3, 4, 6, 7})
-    lines += ["", ("native clip: width x height, frames @ native fps, steps x passes (2 = classifier-free guidance); "
-                  "clips are resampled to the corpus spec afterwards"), ""]
-    if plan.gpu_workers:
-        lines.append(f"GPU workers (RayCluster gpu group maxReplicas): ceil({plan.total_gpu_hours:,.1f} GPU-h / "
-                     f"({plan.deadline_hours:g} h x {plan.utilization:g})) = {plan.gpu_workers}")
-        lines.append(f"wall clock with {plan.gpu_workers} GPU workers: {plan.wall_hours:.1f} h")
-    else:
-        lines.append("GPU workers: 0 (no GPU work in this mix)")
-    if plan.cpu_core_hours:
-        lines.append(f"procedural rendering: {plan.cpu_core_hours:,.1f} CPU core-hours (CPU worker group)")
-    p = plan.paper
-    lines += ["", (f"Compared with the TDMM-LM paper: {p.paper_video_hours:g} h of video, {p.paper_clips:,} clips, "
-                  f"~{p.paper_gpu_hours:g} GPU-h on {PAPER_GPUS} {PAPER_GPU.upper()} "
-                  f"(≈ {p.paper_gpu_s_per_clip:.1f} GPU-s per clip, {p.paper_gpu_hours_per_video_hour:.1f} GPU-h "
-                  f"per video hour, ≈ {p.paper_wall_hours_on_32:.1f} h wall on {PAPER_GPUS} GPUs)")]
-    if p.ratio is not None:
-        lines += [(f"  this plan: {p.gpu_s_per_clip:.1f} GPU-s per diffusion clip, {p.gpu_hours_per_video_hour:.1f} "
-                  f"GPU-h per video hour = {p.ratio:.2f}x the paper ({p.gpu_hours_for_80h:,.0f} GPU-h for 80 h of "
-                  f"diffusion video on {plan.gpu.upper()})"),
-                  f"  all of this plan's GPU work on {PAPER_GPUS} GPUs at full use: {p.wall_hours_on_32:.1f} h wall"]
-    else:
-        lines.append("  this plan has no diffusion clips: nothing to compare")
-    lines.append(f"  note: {p.note}")
-    if any(f.source.startswith("estimate") for f in plan.families if f.width):
-        lines.append("  estimates come from the FLOPs model; run benchmarks/diffusion_clip_cost.py on a GPU and pass "
-                     f"--cost-file {DEFAULT_COST_FILE} for measured figures")
-    lines += [f"note: {n}" for n in plan.notes]
-    return "\n".join(lines) + "\n"

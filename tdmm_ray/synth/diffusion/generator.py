@@ -130,13 +130,16 @@ def _device_name(device: str) -> str:
     return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
+def clip_frames(planned: int, fps: int, fam: Family, mc: DiffusionModelConfig) -> tuple[int, int]:
+    """(native frames, corpus frames) for a clip planned as `planned` frames at the corpus `fps`: the
+    family's frame rule, shortened to what it generates well (max_frames at its native fps)."""
+    native = fam.frames_for((planned - 1) / fps, mc.fps, mc.max_frames)
+    return native, min(planned, int((native - 1) / mc.fps * fps) + 1)
+
+
 def _plan(row: Mapping, cfg: TdmmConfig, fam: Family, mc: DiffusionModelConfig) -> tuple[int, int]:
-    """(native frames, corpus frames) for a row: the planned length, shortened to what the family
-    generates well (max_frames at its native fps)."""
     planned = int(row.get("n_frames") or round(cfg.synth.min_seconds * cfg.synth.fps))
-    native = fam.frames_for((planned - 1) / cfg.synth.fps, mc.fps, mc.max_frames)
-    corpus = min(planned, int((native - 1) / mc.fps * cfg.synth.fps) + 1)
-    return native, corpus
+    return clip_frames(planned, cfg.synth.fps, fam, mc)
 
 
 def synthesize_batch(rows: list[Mapping], gen: DiffusionGenerator, cfg: TdmmConfig, storage) -> list[dict]:
