@@ -25,7 +25,7 @@ from tdmm_ray.render.video import read_video
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-VIDEO = ROOT.parent / "shared" / "media" / "real_face_smile.mp4"
+VIDEO = ROOT / "tests" / "data" / "media" / "real_face_smile.mp4"
 
 
 def timed(detector, frames) -> dict:

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.render.appearance import Look, sample_look
 from tdmm_ray.render.dlib_check import detect_rate_and_nme
 from tdmm_ray.render.renderer import FaceRenderer, default_camera
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_ICT = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 
 
 def render_set(model, n: int, seed: int, varied_look: bool, size: int = 256):

@@ -13,7 +13,7 @@ handful that real weights give.
     .venv/bin/python benchmarks/fan_batched.py --clips 16 --frames-per-clip 32 --size 640x360 \\
         --batch-sizes 8 32 64 --repeats 3                # GPU
 
-Frames come from ../shared/media/real_face_smile.mp4 (72 frames, resized to --size; tiled when more
+Frames come from tests/data/media/real_face_smile.mp4 (72 frames, resized to --size; tiled when more
 are asked for), or are noise when the video is absent or --source synthetic.
 Writes benchmarks/results/fan_batched.json and .md.
 """
@@ -36,7 +36,7 @@ from detectors import stage_random_fan_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-VIDEO = ROOT.parent / "shared" / "media" / "real_face_smile.mp4"
+VIDEO = ROOT / "tests" / "data" / "media" / "real_face_smile.mp4"
 
 
 def load_clips(source: str, n_clips: int, per_clip: int, size: tuple[int, int]) -> tuple[list[np.ndarray], str]:

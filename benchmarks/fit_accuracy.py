@@ -4,7 +4,7 @@ Synthetic (ICT-FaceKit when present, and the built-in model): random identity, e
 motion, landmarks projected and perturbed by 0.5 and 1.0 px noise -> landmark NME, expression error
 (mean |psi - psi_true| over all channels and over the channels the clip moves), rotation error
 (degrees), vertex error (mm, model space, fitted identity + expression vs true).
-Real: /work/shared/media/real_face_smile.mp4 (all 72 frames) and the first 120 frames of
+Real: tests/data/media/real_face_smile.mp4 (all 72 frames) and the first 120 frames of
 real_face_expressions_pexels.mp4, dlib landmarks, built-in model -> reprojection NME and QC, and a
 contact sheet of the fitted mesh over frames (docs/fit_real_contact_sheet.png).
 
@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.fit import video_fit
 from tdmm_ray.fit.solver import fit_landmarks
 from tdmm_ray.fit.synthetic import make_clips, rotation_error_deg, vertex_error_mm
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SHARED = ROOT.parent / "shared"
-DEFAULT_ICT = SHARED / "assets" / "ict-facekit" / "ict_face_3077.npz"
+MEDIA = ROOT / "tests" / "data" / "media"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 
 
 def synthetic(model, clips: int, frames: int, noise: float) -> dict:
@@ -74,7 +74,7 @@ def main() -> None:
     reals, sheets = [], []
     builtin = models[-1]
     for name, limit in (("real_face_smile.mp4", None), ("real_face_expressions_pexels.mp4", 120)):
-        path = SHARED / "media" / name
+        path = MEDIA / name
         if path.exists():
             row, drawn = real(builtin, path, limit)
             reals.append(row)

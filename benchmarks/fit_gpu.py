@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from tdmm_ray.config import FitConfig
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.fit.solver import BatchedFitter
 from tdmm_ray.fit.synthetic import make_clips
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_ICT = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 
 
 def main() -> None:

@@ -26,14 +26,14 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from tdmm_ray.config import FitConfig
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.fit import problem
 from tdmm_ray.fit.landmark_basis import LinearLandmarks
 from tdmm_ray.fit.solver import BatchedFitter
 from tdmm_ray.fit.synthetic import make_clips
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_ICT = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 FLIP = np.array([1.0, -1.0, -1.0])
 
 

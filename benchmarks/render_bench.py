@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 from tdmm_ray.face import geometry
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.render.raster import rasterize
 from tdmm_ray.render.renderer import FaceRenderer, default_camera
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_ICT = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 
 
 def brute_force_faces(verts: torch.Tensor, faces: torch.Tensor, focal: float, centre: float, size: int,

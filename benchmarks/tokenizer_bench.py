@@ -26,7 +26,7 @@ import pyarrow as pa
 import torch
 
 from tdmm_ray.config import load_config
-from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH, load_face_model
 from tdmm_ray.prompts.taxonomy import ACTIONS, DYNAMICS, EMOTIONS, HEAD_MOTIONS
 from tdmm_ray.schema import to_nested
 from tdmm_ray.storage import Storage
@@ -37,7 +37,7 @@ from tdmm_ray.tokenizer.train import sample_windows, train_tokenizer
 from tdmm_ray.tokenizer.vqvae import MotionVQVAE, VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ICT = ROOT.parent / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+DEFAULT_ICT = ICT_DEFAULT_PATH
 
 
 def random_attributes(rng: np.random.Generator) -> MotionAttributes:

@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "tdmm_ray.prompts.commands",
     "tdmm_ray.synth.commands",
     "tdmm_ray.render.commands",
-    "tdmm_ray.pipeline.commands",
+    "tdmm_ray.data_engine.commands",
     "tdmm_ray.fit.commands",
     "tdmm_ray.tokenizer.commands",
     "tdmm_ray.lm.commands",
@@ -29,7 +29,7 @@ COMMAND_MODULES = (
     "tdmm_ray.serve.commands",
     "tdmm_ray.cluster_jobs.commands",
     "tdmm_ray.planning.commands",
-    "tdmm_ray.workflow.commands",
+    "tdmm_ray.main_job.commands",
 )
 
 

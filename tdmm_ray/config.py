@@ -64,13 +64,14 @@ class PromptsConfig(Section):
 
 class FaceConfig(Section):
     model: Literal["builtin", "ict", "flame"] = "builtin"
-    path: str | None = Field(None, description="model file/folder for ict (the .npz) or flame (folder with generic_model.pkl)")
+    path: str | None = Field(None, description="model file/folder: ict's .npz (default: the copy shipped in the package) "
+                             "or flame's folder with generic_model.pkl")
     n_identity: int | None = Field(None, ge=1, description="truncate identity modes (None: all; FLAME: 100 shape)")
     n_expression: int | None = Field(None, ge=1, le=100, description="FLAME expression components (None: 50, as in the paper)")
 
     @model_validator(mode="after")
     def _path_needed(self) -> "FaceConfig":
-        if self.model in ("ict", "flame") and not self.path:
+        if self.model == "flame" and not self.path:
             raise ValueError(f"face.path is required for face.model={self.model!r}")
         return self
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tdmm_ray.face.registry import ICT_DEFAULT_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TDMM_SHARED", ROOT.parent / "shared"))
-ICT_PATH = SHARED / "assets" / "ict-facekit" / "ict_face_3077.npz"
-MEDIA = SHARED / "media"
-CRDS = SHARED / "kuberay-crds"
+DATA = ROOT / "tests" / "data"
+MEDIA = DATA / "media"  # real footage, sources and licenses in SOURCES.md
+CRDS = DATA / "kuberay-crds"  # KubeRay CRDs (Apache-2.0), for strict manifest validation
 
 # Ray must stay on loopback and keep its files under the project's temp dir: set before `import ray`.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -31,22 +32,17 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ict_path() -> Path:
-    if not ICT_PATH.exists():
-        pytest.skip(f"ICT-FaceKit asset not found at {ICT_PATH} (../shared is absent in this checkout)")
-    return ICT_PATH
+    """The ICT-FaceKit asset shipped inside the package."""
+    return ICT_DEFAULT_PATH
 
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    if not MEDIA.exists():
-        pytest.skip(f"real footage not found at {MEDIA} (../shared is absent in this checkout)")
     return MEDIA
 
 
 @pytest.fixture(scope="session")
 def crd_dir() -> Path:
-    if not CRDS.exists():
-        pytest.skip(f"KubeRay CRDs not found at {CRDS} (../shared is absent in this checkout)")
     return CRDS
 
 
@@ -111,7 +107,7 @@ def tiny_run(ray_local, tmp_path_factory):
     """A real, tiny trained run (generate -> tokenizer -> tokenize -> LM), shared by the serve and
     evaluation tests. Returns its config."""
     from tdmm_ray.config import load_config
-    from tdmm_ray.workflow.main_job import run_all
+    from tdmm_ray.main_job.main_job import run_all
 
     root = tmp_path_factory.mktemp("tiny_run")
     cfg = load_config("tiny", overrides=[*TINY_RUN_OVERRIDES, f"storage={root}/run"])

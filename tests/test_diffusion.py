@@ -11,8 +11,8 @@ import torch
 
 from tdmm_ray.config import DIFFUSION_FAMILIES, load_config
 from tdmm_ray.manifest import Manifest
-from tdmm_ray.pipeline.run import read_stage, run_generate
-from tdmm_ray.pipeline.shards import plan_shards, shard_generator, stage_digest
+from tdmm_ray.data_engine.run import read_stage, run_generate
+from tdmm_ray.data_engine.shards import plan_shards, shard_generator, stage_digest
 from tdmm_ray.render.video import read_video
 from tdmm_ray.storage import Storage
 from tdmm_ray.synth.diffusion.families import FAMILIES, facial_part, video_prompt

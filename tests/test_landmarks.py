@@ -157,7 +157,7 @@ def test_landmark_stage_batches_clips_and_isolates_failures(tmp_path):
 
     from tdmm_ray.config import load_config
     from tdmm_ray.landmarks.base import LandmarkDetector, empty_result
-    from tdmm_ray.pipeline.stages import LandmarkStage
+    from tdmm_ray.data_engine.stages import LandmarkStage
     from tdmm_ray.render.video import write_video
 
     class Stub(LandmarkDetector):
@@ -194,7 +194,7 @@ def test_landmark_stage_batches_clips_and_isolates_failures(tmp_path):
 
 
 def test_shard_videos_go_to_the_detector_in_bounded_groups():
-    from tdmm_ray.pipeline.stages import _groups_by_bytes
+    from tdmm_ray.data_engine.stages import _groups_by_bytes
 
     clip = dict(n_frames=10, height=10, width=10)  # 3,000 bytes decoded
     assert _groups_by_bytes([clip] * 5, [0, 2, 4, 6, 8], 6000) == [[0, 2], [4, 6], [8]]

@@ -14,8 +14,8 @@ import pytest
 
 from tdmm_ray.config import load_config
 from tdmm_ray.manifest import Manifest
-from tdmm_ray.pipeline.run import read_stage, run_generate
-from tdmm_ray.pipeline.shards import plan_shards, stage_digest
+from tdmm_ray.data_engine.run import read_stage, run_generate
+from tdmm_ray.data_engine.shards import plan_shards, stage_digest
 from tdmm_ray.storage import Storage
 
 SMALL = ["prompts.n_prompts=8", "synth.shard_size=4", "synth.width=96", "synth.height=96",
@@ -110,7 +110,7 @@ def _video(path, frames):
 
 def test_bad_videos_become_error_rows(tmp_path):
     """dlib landmarks on a corrupt MP4, a zero-length file and a video with no face: rows with errors."""
-    from tdmm_ray.pipeline.stages import FitStage, LandmarkStage
+    from tdmm_ray.data_engine.stages import FitStage, LandmarkStage
 
     cfg = _cfg(str(tmp_path / "run"), "landmarks.detector=dlib")
     corrupt = tmp_path / "corrupt.mp4"

@@ -32,7 +32,7 @@ def test_eval_writes_report(tiny_run, capsys):
 
 
 def test_main_job_answers_both_directions(tiny_run):
-    from tdmm_ray.workflow.main_job import answer_examples
+    from tdmm_ray.main_job.main_job import answer_examples
 
     ex = answer_examples(tiny_run)
     assert ex["frames"] == 75 and ex["tokens"] and isinstance(ex["description"], str)

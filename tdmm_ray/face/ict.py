@@ -27,7 +27,7 @@ def read_ict_arrays(path: str | Path) -> dict[str, np.ndarray]:
         path = path / "ict_face_3077.npz"
     if not path.exists():
         raise FileNotFoundError(f"ICT-FaceKit model not found at {path}; set face.path to ict_face_3077.npz "
-                                "(a face-region cut of ICT-FaceKit, see ../shared/assets/ict-facekit/README.md)")
+                                "(a face-region cut of ICT-FaceKit; the package ships one, see tdmm_ray/face/assets/ict-facekit/README.md)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED_KEYS if k not in npz.files]

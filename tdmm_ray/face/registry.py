@@ -11,7 +11,8 @@ from tdmm_ray.face.model import FaceModel
 MODEL_NAMES = ("builtin", "ict", "flame")
 # Where `available_models` looks when no path is given (a user may point these at their copies).
 ICT_ENV, FLAME_ENV = "TDMM_ICT_PATH", "TDMM_FLAME_PATH"
-_DEFAULT_ICT = Path(__file__).resolve().parents[3] / "shared" / "assets" / "ict-facekit" / "ict_face_3077.npz"
+# ICT-FaceKit's compact face region ships inside the package (MIT; LICENSE and provenance beside it).
+ICT_DEFAULT_PATH = Path(__file__).resolve().parent / "assets" / "ict-facekit" / "ict_face_3077.npz"
 
 
 def load_face_model(face_cfg: FaceConfig | str, path: str | Path | None = None,
@@ -35,6 +36,8 @@ def load_face_model(face_cfg: FaceConfig | str, path: str | Path | None = None,
         return BuiltinFaceModel(n_identity=n_identity)
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown face model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
+    if path is None and name == "ict":
+        path = ICT_DEFAULT_PATH
     if path is None:
         raise ValueError(f"face model {name!r} needs a path (face.path): "
                          + ("the ict_face_3077.npz file" if name == "ict" else "the folder with generic_model.pkl"))
@@ -59,13 +62,13 @@ def _status(name: str, path: Path | None, hint: str) -> str:
 
 def available_models(ict_path: str | Path | None = None, flame_path: str | Path | None = None) -> dict[str, str]:
     """{model name: status line} for `tdmm info`. Paths default to $TDMM_ICT_PATH / $TDMM_FLAME_PATH,
-    and for ICT-FaceKit to the shared asset folder beside the checkout when it is there."""
+    and for ICT-FaceKit to the copy shipped inside the package."""
     from tdmm_ray.face.builtin import BuiltinFaceModel
 
     builtin = BuiltinFaceModel()
     out = {"builtin": f"available (built in, V={builtin.n_vertices}, identity={builtin.n_identity}, "
                       f"expression={builtin.n_expression})"}
-    ict = ict_path or os.environ.get(ICT_ENV) or (_DEFAULT_ICT if _DEFAULT_ICT.exists() else None)
+    ict = ict_path or os.environ.get(ICT_ENV) or ICT_DEFAULT_PATH
     out["ict"] = _status("ict", Path(ict) if ict else None, f"set face.path or ${ICT_ENV} to ict_face_3077.npz")
     flame = flame_path or os.environ.get(FLAME_ENV)
     out["flame"] = _status("flame", Path(flame) if flame else None,

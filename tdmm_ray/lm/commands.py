@@ -55,8 +55,8 @@ def _cmd_train_lm(args: argparse.Namespace) -> int:
     corpus = args.corpus
     if corpus is None:
         from tdmm_ray.manifest import Manifest
-        from tdmm_ray.pipeline.shards import stage_digest
-        from tdmm_ray.workflow.corpus import corpus_rows
+        from tdmm_ray.data_engine.shards import stage_digest
+        from tdmm_ray.main_job.corpus import corpus_rows
 
         if Manifest(Storage(cfg.storage)).done_shards("corpus", stage_digest(cfg, "corpus")):
             corpus = corpus_rows(cfg)  # the data engine's corpus, joined with `tdmm tokenize`'s tokens

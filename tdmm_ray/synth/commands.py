@@ -66,7 +66,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     import pyarrow as pa
     from tqdm import tqdm
 
-    from tdmm_ray.pipeline.shards import clip_seed
+    from tdmm_ray.data_engine.shards import clip_seed
     from tdmm_ray.schema import CLIP_COLUMNS
     from tdmm_ray.storage import Storage, preflight
     from tdmm_ray.synth.procedural import synthesize_row

@@ -9,8 +9,8 @@ from tdmm_ray.storage import Storage
 def corpus_rows(cfg: TdmmConfig, with_tokens: bool = True) -> list[dict]:
     """Every corpus row of the run; `tokens` filled from tokens/ (rows without tokens are dropped
     when `with_tokens`, with the count checked so a partial tokenize stage is an error, not a subset)."""
-    from tdmm_ray.pipeline.run import read_stage
-    from tdmm_ray.pipeline.shards import stage_digest
+    from tdmm_ray.data_engine.run import read_stage
+    from tdmm_ray.data_engine.shards import stage_digest
 
     storage = Storage(cfg.storage)
     rows = read_stage(storage, "corpus", stage_digest(cfg, "corpus")).to_pylist()

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from tdmm_ray.config import TdmmConfig
 from tdmm_ray.manifest import Manifest
-from tdmm_ray.pipeline.shards import bytes_to_table, stage_digest, table_to_bytes
+from tdmm_ray.data_engine.shards import bytes_to_table, stage_digest, table_to_bytes
 from tdmm_ray.storage import Storage
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import random
 import numpy as np
 import pyarrow as pa
 
-from tdmm_ray.pipeline.base import ShardStage, error_text, rows_to_table
+from tdmm_ray.data_engine.base import ShardStage, error_text, rows_to_table
 from tdmm_ray.schema import CLIP_COLUMNS, CORPUS_COLUMNS, FIT_COLUMNS, LANDMARK_COLUMNS, from_nested, to_nested
 
 log = logging.getLogger(__name__)

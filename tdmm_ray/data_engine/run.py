@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
 from tdmm_ray.manifest import Manifest
-from tdmm_ray.pipeline.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
+from tdmm_ray.data_engine.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
                                       stage_digest, table_to_bytes)
 from tdmm_ray.storage import Storage, is_s3, preflight
 
@@ -67,7 +67,7 @@ def check_diffusion_models(cfg: TdmmConfig) -> None:
 def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
     """One dataset per generator, each through its own actor pool (CPU procedural, GPU diffusion),
     then one stream again for the stages that follow."""
-    from tdmm_ray.pipeline.stages import DiffusionSynthStage, SynthStage
+    from tdmm_ray.data_engine.stages import DiffusionSynthStage, SynthStage
 
     cfg_json = cfg.model_dump_json()
     streams = []
@@ -87,8 +87,8 @@ def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
 def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corpus") -> dict:
     """Run (or resume) the data engine into cfg.storage, through stage `until` (default: all four).
     Returns the dataset card summary, or for an earlier `until` that stage's row count per status."""
-    from tdmm_ray.pipeline.card import write_dataset_card
-    from tdmm_ray.pipeline.stages import CorpusStage, FitStage, LandmarkStage
+    from tdmm_ray.data_engine.card import write_dataset_card
+    from tdmm_ray.data_engine.stages import CorpusStage, FitStage, LandmarkStage
     from tdmm_ray.prompts.stage import run_prompts
 
     if until not in DATA_STAGES:

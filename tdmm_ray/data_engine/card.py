@@ -6,7 +6,7 @@ import io
 from collections import Counter
 
 from tdmm_ray.config import TdmmConfig
-from tdmm_ray.pipeline.shards import stage_digest
+from tdmm_ray.data_engine.shards import stage_digest
 from tdmm_ray.storage import Storage
 
 AXES = ("generator", "split", "emotion", "intensity", "head_motion", "dynamics")
@@ -71,7 +71,7 @@ def _plot(card: dict) -> bytes:
 
 
 def write_dataset_card(cfg: TdmmConfig, storage: Storage) -> dict:
-    from tdmm_ray.pipeline.run import read_stage
+    from tdmm_ray.data_engine.run import read_stage
 
     corpus = read_stage(storage, "corpus", stage_digest(cfg, "corpus"))
     fits = read_stage(storage, "fit", stage_digest(cfg, "fit"))

@@ -8,7 +8,7 @@ import json
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from tdmm_ray.cli import config_from_args
-    from tdmm_ray.pipeline.run import run_generate
+    from tdmm_ray.data_engine.run import run_generate
 
     cfg = config_from_args(args)
     card = run_generate(cfg, show_progress=not args.quiet, until=args.until)
@@ -23,7 +23,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from tdmm_ray.cli import add_config_args
-    from tdmm_ray.pipeline.shards import DATA_STAGES
+    from tdmm_ray.data_engine.shards import DATA_STAGES
 
     p = sub.add_parser("generate", help="data engine on Ray Data: prompts -> synthesize -> landmarks -> fit -> corpus")
     add_config_args(p)

@@ -35,10 +35,10 @@ class Stage:
 
 
 STAGES = (
-    Stage("generate", "tdmm_ray.pipeline.run", "run_generate"),
+    Stage("generate", "tdmm_ray.data_engine.run", "run_generate"),
     Stage("train-tokenizer", "tdmm_ray.tokenizer.train", "run_train_tokenizer"),
     Stage("tokenize", "tdmm_ray.tokenizer.stage", "run_tokenize"),
-    Stage("train-lm", "tdmm_ray.workflow.corpus", "run_train_lm"),
+    Stage("train-lm", "tdmm_ray.main_job.corpus", "run_train_lm"),
     Stage("eval", "tdmm_ray.evaluation.report", "run_eval"),
 )
 

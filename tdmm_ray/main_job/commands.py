@@ -7,7 +7,7 @@ import argparse
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from tdmm_ray.cli import config_from_args
-    from tdmm_ray.workflow.main_job import run_all
+    from tdmm_ray.main_job.main_job import run_all
 
     cfg = config_from_args(args)
     outcome = run_all(cfg, stop_after=args.stop_after)
@@ -17,7 +17,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if outcome["missing"]:
         print("not run (not built yet in this checkout): " + ", ".join(outcome["missing"]))
     elif "eval" in outcome["results"]:
-        from tdmm_ray.workflow.main_job import answer_examples
+        from tdmm_ray.main_job.main_job import answer_examples
 
         ex = answer_examples(cfg)
         print(f"report: {outcome['results']['eval'].get('report')}")
