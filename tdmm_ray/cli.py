@@ -1,52 +1,52 @@
-"""`tdmm`: one command line over the package. Each stage registers its own subcommands.
+"""`tdmm`: one command line over the package. Each stage module registers its own subcommands.
 
-A stage module exposes `register(subparsers)`; its handlers import their heavy dependencies
-lazily, so `tdmm --help` stays fast.
+A stage module exposes `register(subparsers)`. They are imported here directly: a module that is
+missing or broken fails `tdmm` at once instead of silently dropping its commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-from tdmm_ray.config import ConfigError, TdmmConfig, dump_yaml, load_config
+from tdmm_ray.cli_args import add_config_args, config_from_args  # first: command modules import these from here
+from tdmm_ray import info
+from tdmm_ray.cluster_jobs import commands as cluster_jobs_commands
+from tdmm_ray.config import ConfigError, dump_yaml
+from tdmm_ray.data_engine import commands as data_engine_commands
+from tdmm_ray.evaluation import commands as evaluation_commands
+from tdmm_ray.fit import commands as fit_commands
+from tdmm_ray.inference import commands as inference_commands
+from tdmm_ray.lm import commands as lm_commands
+from tdmm_ray.main_job import commands as main_job_commands
+from tdmm_ray.planning import commands as planning_commands
+from tdmm_ray.prompts import commands as prompts_commands
+from tdmm_ray.render import commands as render_commands
+from tdmm_ray.serve import commands as serve_commands
 from tdmm_ray.storage import StorageError
+from tdmm_ray.synth import commands as synth_commands
+from tdmm_ray.tokenizer import commands as tokenizer_commands
+
+__all__ = ["add_config_args", "build_parser", "config_from_args", "main"]
 
 # Modules that add subcommands, in the order they appear in `tdmm --help`.
 COMMAND_MODULES = (
-    "tdmm_ray.info",
-    "tdmm_ray.prompts.commands",
-    "tdmm_ray.synth.commands",
-    "tdmm_ray.render.commands",
-    "tdmm_ray.data_engine.commands",
-    "tdmm_ray.fit.commands",
-    "tdmm_ray.tokenizer.commands",
-    "tdmm_ray.lm.commands",
-    "tdmm_ray.inference.commands",
-    "tdmm_ray.evaluation.commands",
-    "tdmm_ray.serve.commands",
-    "tdmm_ray.cluster_jobs.commands",
-    "tdmm_ray.planning.commands",
-    "tdmm_ray.main_job.commands",
+    info,
+    prompts_commands,
+    synth_commands,
+    render_commands,
+    data_engine_commands,
+    fit_commands,
+    tokenizer_commands,
+    lm_commands,
+    inference_commands,
+    evaluation_commands,
+    serve_commands,
+    cluster_jobs_commands,
+    planning_commands,
+    main_job_commands,
 )
-
-
-def add_config_args(p: argparse.ArgumentParser, default_preset: str | None = "tiny") -> None:
-    """The config flags every stage takes: a preset, a YAML file, dotted overrides, a storage URL."""
-    p.add_argument("--preset", default=default_preset, help="tiny | small | paper (default: %(default)s)")
-    p.add_argument("--config", help="YAML file merged over the preset")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override any field, e.g. --set train.steps=10 (repeatable)")
-    p.add_argument("--out", "--storage", dest="storage", help="run folder: local path or s3://bucket/prefix")
-
-
-def config_from_args(args: argparse.Namespace) -> TdmmConfig:
-    overrides = list(args.overrides)
-    if getattr(args, "storage", None):
-        overrides.append(f"storage={args.storage}")
-    return load_config(args.preset, args.config, overrides)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -64,13 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved configuration (preset + file + overrides)")
     add_config_args(p)
     p.set_defaults(func=_cmd_config)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):
-                continue  # stage not built yet
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -111,6 +111,6 @@ def tiny_run(ray_local, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_run")
     cfg = load_config("tiny", overrides=[*TINY_RUN_OVERRIDES, f"storage={root}/run"])
-    outcome = run_all(cfg, stop_after="train-lm")
-    assert not outcome["missing"], outcome
+    results = run_all(cfg, stop_after="train-lm")
+    assert list(results) == ["generate", "train-tokenizer", "tokenize", "train-lm"], results
     return cfg
