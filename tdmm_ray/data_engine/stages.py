@@ -184,6 +184,21 @@ class FitStage(ShardStage):
         return rows_to_table(out, FIT_COLUMNS + CARRIED)
 
     def _fit(self, batch: list[dict], size: tuple[int, int]) -> dict[str, dict]:
+        """One batched solve for clips of one image size. If it raises, the clips are fitted one by
+        one (as landmarks and diffusion retry), so only the clip that fails gets the error."""
+        try:
+            return self._fit_batch(batch, size)
+        except Exception as err:  # noqa: BLE001 - find the failing clip(s) below
+            if len(batch) == 1:
+                return {batch[0]["clip_id"]: {"qc_pass": False, "qc_reason": f"fit failed: {error_text(err)}"}}
+            log.warning("fit: batched solve of %d clips failed (%s); retrying clip by clip", len(batch),
+                        error_text(err))
+        out: dict[str, dict] = {}
+        for r in batch:
+            out.update(self._fit([r], size))
+        return out
+
+    def _fit_batch(self, batch: list[dict], size: tuple[int, int]) -> dict[str, dict]:
         t_max = max(len(r["landmarks"]) for r in batch)
         lms = np.full((len(batch), t_max, 68, 2), np.nan, np.float32)
         conf = np.zeros((len(batch), t_max), np.float32)
@@ -192,10 +207,7 @@ class FitStage(ShardStage):
             lms[i, :len(lm)] = lm
             conf[i, :len(lm)] = np.asarray(r["confidence"], np.float32)
         lengths = np.array([len(r["landmarks"]) for r in batch])
-        try:
-            res = self.fitter.fit(lms, size, confidence=conf, lengths=lengths)
-        except Exception as err:  # noqa: BLE001 - a failed solve rejects the batch's clips with the reason
-            return {r["clip_id"]: {"qc_pass": False, "qc_reason": f"fit failed: {error_text(err)}"} for r in batch}
+        res = self.fitter.fit(lms, size, confidence=conf, lengths=lengths)
         out = {}
         for i, r in enumerate(batch):
             n = lengths[i]
