@@ -7,6 +7,7 @@ real TorchTrainer with real worker processes, real gloo collectives and real Dee
 from __future__ import annotations
 
 import json
+import os
 
 import pyarrow as pa
 import pytest
@@ -40,12 +41,25 @@ def assert_plain_transformers_loads(folder: str):
     assert torch.isfinite(model(ids).logits).all()
 
 
+def kill_last_rank_once(at_step: int, marker: str):
+    """A per-step callback for train_lm: the last rank's process dies at `at_step`, the first time
+    only (the marker file remembers it across the restart). Built as a closure so Ray pickles it by
+    value: the workers cannot import this test module."""
+
+    def on_step(step: int, rank: int, world: int) -> None:
+        if step == at_step and rank == world - 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)  # no cleanup, no exception: as if the process were killed
+
+    return on_step
+
+
 def test_deepspeed_zero2_two_workers_survives_a_killed_worker(ray_local, tmp_path):
     cfg = tiny_config(str(tmp_path / "run"), "train.strategy=deepspeed", "train.zero_stage=2", "train.num_workers=2",
                       "train.steps=24", "train.checkpoint_every=8", "train.eval_every=12", "train.max_failures=1")
     marker = tmp_path / "failed-once"
     summary = train_lm(cfg, Storage(cfg.storage), synthetic_corpus(48, CODEBOOK),
-                       fail_once={"step": 12, "marker": str(marker)})
+                       on_step=kill_last_rank_once(12, str(marker)))
     assert marker.exists()  # the worker really died at step 12 ...
     assert summary["resumed_from"] == [8]  # ... and the group restarted from the step-8 checkpoint
     assert summary["steps"] == 24

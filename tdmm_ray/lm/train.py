@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -136,11 +136,11 @@ def plot_losses(history: list[dict[str, Any]], path: str) -> None:
 
 
 def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] | None = None,
-             fail_once: dict[str, Any] | None = None) -> dict[str, Any]:
+             on_step: Callable[[int, int, int], None] | None = None) -> dict[str, Any]:
     """Train on `corpus` (rows, or a corpus folder URL; default: the run's corpus/) and write lm/.
 
-    `fail_once={"step": k, "marker": path}` makes the last rank exit at step k unless `path`
-    exists (it creates it first): a fault-injection hook for checking recovery.
+    `on_step(step, rank, world_size)`, when given, runs on every worker after each optimizer step
+    (it is pickled to the workers); the recovery test kills a worker from it.
     Returns a summary: final model URL, last metrics, steps at which the run resumed."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -180,7 +180,7 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
         train_loop_config={
             "cfg": cfg.model_dump(mode="json"), "train": train_set, "eval": eval_set,
             "pad_id": tokenizer.pad_token_id, "base_url": lm.url("base"), "lm_url": lm.url(),
-            "final_url": lm.url("final"), "fail_once": fail_once,
+            "final_url": lm.url("final"), "on_step": on_step,
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu),
         run_config=RunConfig(
