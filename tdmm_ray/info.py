@@ -7,6 +7,13 @@ import importlib.metadata as md
 import os
 import platform
 
+import torch
+
+from tdmm_ray import __version__
+from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.face.registry import available_models
+from tdmm_ray.storage import StorageError, preflight
+
 PACKAGES = ("torch", "ray", "deepspeed", "transformers", "tokenizers", "diffusers", "pyarrow", "s3fs", "av",
             "opencv-python-headless", "dlib-bin", "face-alignment", "fastapi")
 
@@ -19,21 +26,15 @@ def _version(name: str) -> str:
 
 
 def collect(storage_url: str | None, probe_storage: bool = True) -> dict:
-    from tdmm_ray import __version__
-
     info: dict = {"tdmm-ray": __version__, "python": platform.python_version(),
                   "packages": {p: _version(p) for p in PACKAGES}}
     try:
-        import torch
-
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"
-    except Exception as err:  # torch missing or broken: say so rather than crash `info`
+    except RuntimeError as err:  # a broken driver: say so rather than crash `info`
         info["cuda"] = f"unknown ({err})"
     address = os.environ.get("RAY_ADDRESS")
     info["ray_cluster"] = address or "none configured: commands start a local instance on 127.0.0.1"
     if storage_url:
-        from tdmm_ray.storage import StorageError, preflight
-
         status = "not checked"
         if probe_storage:
             try:
@@ -42,12 +43,7 @@ def collect(storage_url: str | None, probe_storage: bool = True) -> dict:
             except StorageError as err:
                 status = f"NOT usable: {err}"
         info["storage"] = {"url": storage_url, "status": status}
-    try:
-        from tdmm_ray.face.registry import available_models
-
-        info["face_models"] = available_models()
-    except ImportError:
-        info["face_models"] = {"builtin": "not built yet"}
+    info["face_models"] = available_models()
     return info
 
 
@@ -61,16 +57,12 @@ def _print(info: dict, indent: int = 0) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from tdmm_ray.cli import config_from_args
-
     cfg = config_from_args(args)
     _print(collect(cfg.storage))
     return 0
 
 
 def register(sub) -> None:
-    from tdmm_ray.cli import add_config_args
-
     p = sub.add_parser("info", help="versions, Ray cluster, storage and face models found")
     add_config_args(p)
     p.set_defaults(func=_cmd_info)

@@ -38,10 +38,7 @@ def render_near_frontal(model, n: int = 6, seed: int = 0):
 def face_model(request):
     if request.param == "ict":
         return load_ict(request.getfixturevalue("ict_path"))
-    model = load_builtin()
-    if model is None:
-        pytest.skip("built-in face model (tdmm_ray.face.registry) is not importable yet")
-    return model
+    return load_builtin()
 
 
 def test_dlib_detects_rendered_faces(face_model):

@@ -180,8 +180,9 @@ def test_builtin_identity_modes_are_plausible(builtin):
 
 def test_builtin_renders_as_a_face_to_dlib(builtin):
     """The real check of its looks: dlib's HOG frontal face detector finds it, frontal and turned."""
-    dlib = pytest.importorskip("dlib")
-    raster = pytest.importorskip("tdmm_ray.render.raster")
+    import dlib  # heavy: only this test needs it
+
+    from tdmm_ray.render import raster
     from tdmm_ray.face import geometry
 
     colours = {"skin": (0.85, 0.66, 0.55), "lips": (0.7, 0.35, 0.35), "brows": (0.25, 0.17, 0.12),

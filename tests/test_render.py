@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from render_support import load_ict
+from render_support import load_builtin, load_ict
 from tdmm_ray.render import appearance
 from tdmm_ray.render.appearance import Look
 from tdmm_ray.render.raster import interpolate, rasterize
 from tdmm_ray.render.renderer import FaceRenderer, default_camera
+from tdmm_ray.render.video import probe, read_video
 
 F = 40.0  # focal (pixels) for hand-built scenes
 C = 11.5  # principal point
@@ -224,9 +225,6 @@ def test_render_command_validates_input(tmp_path, capsys):
 
 
 def test_render_command_writes_a_video(tmp_path, ict_path):
-    pytest.importorskip("tdmm_ray.face.registry", reason="face registry (face-model engineer) not written yet")
-    from tdmm_ray.render.video import probe, read_video
-
     t = 6
     expression = np.zeros((t, 53), np.float32)
     expression[:, 26] = np.linspace(0, 0.8, t)  # jawOpen
@@ -274,11 +272,7 @@ def test_chunked_render_matches_one_batch(ict_renderer):
 
 
 def test_model_with_eyeballs_gets_no_caps():
-    from render_support import load_builtin
-
     model = load_builtin()
-    if model is None:
-        pytest.skip("built-in face model (tdmm_ray.face.registry) is not importable yet")
     renderer = FaceRenderer(model, default_camera(96, 96))
     assert renderer.openings.kinds == [] and "eyes" not in renderer.regions  # it has eyeballs and a mouth
     albedo = renderer.albedo(Look())
