@@ -1,4 +1,5 @@
-"""The batched fitter against synthetic clips with known parameters (ICT-FaceKit model)."""
+"""The batched fitter against synthetic clips with known parameters, on both shipped face models
+(the built-in one and ICT-FaceKit)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,33 @@ from _fit_support import ict_model
 
 from tdmm_ray.config import FitConfig
 from tdmm_ray.face.model import FaceModel
+from tdmm_ray.face.registry import load_face_model
 from tdmm_ray.fit import qc
 from tdmm_ray.fit.landmark_basis import ArticulatedLandmarks, LinearLandmarks, model_is_articulated
 from tdmm_ray.fit.solver import fit_landmarks
 from tdmm_ray.fit.synthetic import make_clips, rotation_error_deg, vertex_error_mm
 
-# Channels that move the 68 landmarks clearly (eye-gaze or cheek-puff channels barely do).
-VISIBLE = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp_L", "browInnerUp_R", "eyeBlink_L",
+# Channels that move the 68 landmarks clearly (eye-gaze or cheek-puff channels barely do); the
+# built-in model has one inner-brow channel where ICT has a left and a right one.
+VISIBLE = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "browInnerUp_L", "browInnerUp_R", "browInnerUp", "eyeBlink_L",
            "eyeBlink_R", "mouthPucker", "mouthFunnel"]
 
 
-@pytest.fixture(scope="module")
-def model(ict_path) -> FaceModel:
+def visible(model: FaceModel) -> list[str]:
+    return [c for c in VISIBLE if c in model.expression_names]
+
+
+@pytest.fixture(scope="module", params=["builtin", "ict"])
+def model(request, ict_path) -> FaceModel:
     torch.set_num_threads(2)
-    return ict_model(ict_path, n_identity=30)
+    if request.param == "ict":
+        return ict_model(ict_path, n_identity=30)
+    return load_face_model("builtin")
 
 
 @pytest.fixture(scope="module")
 def clips(model):
-    return make_clips(model, n_clips=3, n_frames=24, noise_px=0.5, seed=3, channels=VISIBLE, active_channels=3)
+    return make_clips(model, n_clips=3, n_frames=24, noise_px=0.5, seed=3, channels=visible(model), active_channels=3)
 
 
 def _with_outliers(landmarks: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -126,9 +135,11 @@ class JawModel(FaceModel):
         return vertices + lower[None, :, None] * (rotated - vertices)
 
 
-def test_articulated_model_uses_autograd_jacobians(model):
-    # A few channels and identity modes keep the per-frame autograd Jacobians cheap.
-    keep = [model.expression_index(c) for c in VISIBLE[:5]]
+def test_articulated_model_uses_autograd_jacobians(ict_path):
+    # A model built from ICT's bases (it exercises the articulated path, not a shipped model, so
+    # one base model is enough); a few channels and identity modes keep the autograd Jacobians cheap.
+    model = ict_model(ict_path, n_identity=30)
+    keep = [model.expression_index(c) for c in visible(model)[:5]]
     jaw = JawModel("jaw", model.template, model.identity_basis[:5], model.expression_basis[keep],
                    [model.expression_names[k] for k in keep], model.faces, model.landmark_faces, model.landmark_bary)
     assert model_is_articulated(jaw) and not model_is_articulated(model)

@@ -1,23 +1,26 @@
-"""`tdmm fit-video` on a few frames of real footage: dlib landmarks, built-in model, outputs."""
+"""`tdmm fit-video` on a few frames of real footage: dlib landmarks, both shipped face models, outputs."""
 
 from __future__ import annotations
 
 import cv2
+import fsspec
 import numpy as np
 import pytest
+
+from tdmm_ray import cli
+from tdmm_ray.render.video import read_video
 
 
 def run_fit_video(argv: list[str]) -> int:
     """Through the real `tdmm` entry point."""
-    from tdmm_ray import cli
-
     return cli.main(argv)
 
 
-def test_fit_video_writes_params_and_overlays(media_dir, tmp_path, capsys):
+@pytest.mark.parametrize("face_model", ["builtin", "ict"])
+def test_fit_video_writes_params_and_contact_sheet(media_dir, tmp_path, capsys, face_model):
     video = media_dir / "real_face_smile.mp4"
-    params, sheet, overlay = tmp_path / "params.npz", tmp_path / "sheet.png", tmp_path / "overlay.mp4"
-    assert run_fit_video(["fit-video", str(video), "--out", str(params), "--face-model", "builtin",
+    params, sheet = tmp_path / "params.npz", tmp_path / "sheet.png"
+    assert run_fit_video(["fit-video", str(video), "--out", str(params), "--face-model", face_model,
                           "--max-frames", "10", "--overlay", str(sheet), "--device", "cpu"]) == 0
     assert "QC ok" in capsys.readouterr().out
     data = np.load(params)
@@ -32,9 +35,11 @@ def test_fit_video_writes_params_and_overlays(media_dir, tmp_path, capsys):
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
 
-    # The MP4 overlay: same frames, with the fit drawn on them.
-    from tdmm_ray.render.video import read_video
 
+def test_fit_video_mp4_overlay(media_dir, tmp_path):
+    """The MP4 overlay: same frames, with the fit drawn on them."""
+    video = media_dir / "real_face_smile.mp4"
+    params, overlay = tmp_path / "params.npz", tmp_path / "overlay.mp4"
     assert run_fit_video(["fit-video", str(video), "--out", str(params), "--face-model", "builtin",
                           "--max-frames", "4", "--overlay", str(overlay)]) == 0
     drawn, fps, n = read_video(str(overlay))
@@ -44,8 +49,6 @@ def test_fit_video_writes_params_and_overlays(media_dir, tmp_path, capsys):
 
 
 def test_fit_video_reads_and_writes_s3(media_dir, s3_env):
-    import fsspec
-
     fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": s3_env})
     fs.mkdir("fitbucket")
     fs.put_file(str(media_dir / "real_face_smile.mp4"), "fitbucket/in/clip.mp4")
