@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tdmm_ray.storage import worker_env
+
 log = logging.getLogger(__name__)
 
 
@@ -38,12 +40,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: 
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         prepare_local_env()
-    import ray
+    import ray  # here, not at the top: Ray reads the loopback setting above once, when imported
 
     if ray.is_initialized():
         return ray
-    from tdmm_ray.storage import worker_env
-
     runtime_env = {"env_vars": {**worker_env(), **(env_vars or {})}}
     if address:
         log.info("joining Ray cluster at %s", address)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 from collections import Counter
 
+from matplotlib.figure import Figure
+
 from tdmm_ray.config import TdmmConfig
+from tdmm_ray.data_engine.read import read_stage
 from tdmm_ray.data_engine.shards import stage_digest
 from tdmm_ray.storage import Storage
 
@@ -52,13 +55,9 @@ def _markdown(card: dict) -> str:
 
 
 def _plot(card: dict) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = list(card["counts"].items()) + [("actions", card["actions"]), ("QC rejections", card["rejections"])]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig = Figure(figsize=(16, 7))  # no pyplot: no global figure state, no GUI backend
+    axes = fig.subplots(2, 4)
     for ax, (title, counts) in zip(axes.ravel(), panels):
         ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
         ax.set_xticks(range(len(counts)), list(counts.keys()), rotation=60, ha="right", fontsize=7)
@@ -66,13 +65,10 @@ def _plot(card: dict) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
     return buf.getvalue()
 
 
 def write_dataset_card(cfg: TdmmConfig, storage: Storage) -> dict:
-    from tdmm_ray.data_engine.run import read_stage
-
     corpus = read_stage(storage, "corpus", stage_digest(cfg, "corpus"))
     fits = read_stage(storage, "fit", stage_digest(cfg, "fit"))
     clips = read_stage(storage, "synthesize", stage_digest(cfg, "synthesize"))

@@ -1,13 +1,18 @@
-"""CLI: `tdmm generate` (the data engine)."""
+"""CLI: `tdmm generate` (the data engine).
+
+The engine is imported in the handler: it loads Ray Data's actors, the fitter and matplotlib,
+which `tdmm --help` and the other commands should not pay for."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.data_engine.shards import DATA_STAGES
+
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from tdmm_ray.cli import config_from_args
     from tdmm_ray.data_engine.run import run_generate
 
     cfg = config_from_args(args)
@@ -22,9 +27,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from tdmm_ray.cli import add_config_args
-    from tdmm_ray.data_engine.shards import DATA_STAGES
-
     p = sub.add_parser("generate", help="data engine on Ray Data: prompts -> synthesize -> landmarks -> fit -> corpus")
     add_config_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -3,6 +3,9 @@
 Each stage is `map_batches(StageActor, compute=ActorPoolStrategy(min, max))`, so actor pools grow
 and shrink with the cluster; rows are shards, so nothing materializes the whole dataset and every
 finished shard is on storage, recorded in the manifest, before the next one is needed.
+
+`ray` itself comes from `runtime.init_ray`, not an import here: Ray reads its loopback setting
+once, at import, and init_ray sets it for a local instance first.
 """
 
 from __future__ import annotations
@@ -12,12 +15,21 @@ import time
 from collections import Counter
 
 import pyarrow as pa
+from tqdm import tqdm
 
 from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
-from tdmm_ray.manifest import Manifest
+from tdmm_ray.data_engine.card import write_dataset_card
+from tdmm_ray.data_engine.read import read_stage
 from tdmm_ray.data_engine.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
-                                      stage_digest, table_to_bytes)
-from tdmm_ray.storage import Storage, is_s3, preflight
+                                         stage_digest, table_to_bytes)
+from tdmm_ray.data_engine.stages import CorpusStage, DiffusionSynthStage, FitStage, LandmarkStage, SynthStage
+from tdmm_ray.manifest import Manifest
+from tdmm_ray.prompts.stage import run_prompts
+from tdmm_ray.runtime import init_ray
+from tdmm_ray.storage import Storage, is_s3, preflight, worker_env
+from tdmm_ray.synth.diffusion.generator import check_model_config
+
+__all__ = ["check_diffusion_models", "read_stage", "run_generate"]  # read_stage: re-exported for callers
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +39,7 @@ def _descriptor_table(clips: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def _pool_args(pool, cfg_json: str, root: str, *extra) -> dict:
-    import ray
-
-    from tdmm_ray.storage import worker_env
-
+def _pool_args(ray, pool, cfg_json: str, root: str, *extra) -> dict:
     return dict(
         fn_constructor_args=(cfg_json, root, *extra),
         batch_size=pool.batch_size,
@@ -45,8 +53,6 @@ def _pool_args(pool, cfg_json: str, root: str, *extra) -> dict:
 
 def check_diffusion_models(cfg: TdmmConfig) -> None:
     """Fail before any actor starts when a diffusion generator in the mix has no usable model folder."""
-    from tdmm_ray.synth.diffusion.generator import check_model_config
-
     used = diffusion_generators(cfg)
     if used and cfg.landmarks.detector == "projected":
         raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib or "
@@ -67,8 +73,6 @@ def check_diffusion_models(cfg: TdmmConfig) -> None:
 def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
     """One dataset per generator, each through its own actor pool (CPU procedural, GPU diffusion),
     then one stream again for the stages that follow."""
-    from tdmm_ray.data_engine.stages import DiffusionSynthStage, SynthStage
-
     cfg_json = cfg.model_dump_json()
     streams = []
     for generator in dict.fromkeys(shard_generator(name) for name in shards):
@@ -76,9 +80,9 @@ def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
                  for name, clips in shards.items() if shard_generator(name) == generator]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         if generator == "procedural":
-            ds = ds.map_batches(SynthStage, **_pool_args(cfg.synth.pool, cfg_json, root))
+            ds = ds.map_batches(SynthStage, **_pool_args(ray, cfg.synth.pool, cfg_json, root))
         else:
-            ds = ds.map_batches(DiffusionSynthStage, **_pool_args(cfg.diffusion.family(generator).pool, cfg_json,
+            ds = ds.map_batches(DiffusionSynthStage, **_pool_args(ray, cfg.diffusion.family(generator).pool, cfg_json,
                                                                   root, generator))
         streams.append(ds)
     return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
@@ -87,10 +91,6 @@ def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
 def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corpus") -> dict:
     """Run (or resume) the data engine into cfg.storage, through stage `until` (default: all four).
     Returns the dataset card summary, or for an earlier `until` that stage's row count per status."""
-    from tdmm_ray.data_engine.card import write_dataset_card
-    from tdmm_ray.data_engine.stages import CorpusStage, FitStage, LandmarkStage
-    from tdmm_ray.prompts.stage import run_prompts
-
     if until not in DATA_STAGES:
         raise ValueError(f"until must be one of {', '.join(DATA_STAGES)}, got {until!r}")
     stages = DATA_STAGES[:DATA_STAGES.index(until) + 1]
@@ -106,8 +106,6 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corp
     log.info("generate: %d shards planned, %d already done, %d to run", len(shards), len(done), len(pending))
 
     if pending:
-        from tdmm_ray.runtime import init_ray
-
         ray = init_ray(cfg.ray.address, cfg.ray.num_cpus)
         cfg_json = cfg.model_dump_json()
         ds = _synthesize(ray, pending, cfg, storage.root)
@@ -115,9 +113,9 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corp
                  "corpus": (CorpusStage, StagePoolConfig(min_actors=1, max_actors=1, num_cpus=0.25, batch_size=1))}
         for stage in stages[1:]:
             actor, pool = later[stage]
-            ds = ds.map_batches(actor, **_pool_args(pool, cfg_json, storage.root))
+            ds = ds.map_batches(actor, **_pool_args(ray, pool, cfg_json, storage.root))
         start = time.time()
-        bar = _progress(len(pending), show_progress)
+        bar = tqdm(total=len(pending), desc="shards", unit="shard", disable=not show_progress)
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
             bar.update(len(batch["shard"]))
         bar.close()
@@ -135,19 +133,3 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corp
         status = table.column("status").to_pylist() if "status" in table.column_names else ["ok"] * table.num_rows
         return {"stage": until, "rows": table.num_rows, "status": dict(Counter(status))}
     return write_dataset_card(cfg, storage)
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="shards", unit="shard", disable=not enabled)
-
-
-def read_stage(storage: Storage, stage: str, digest: str) -> pa.Table:
-    """All shards of a stage finished under `digest`, in shard order; only manifest-listed shards,
-    so stray files from an interrupted write are never read twice."""
-    done = Manifest(storage).done_shards(stage, digest)
-    tables = [storage.read_table(f"{stage}/part-{name}.parquet") for name in sorted(done)]
-    if not tables:
-        raise ValueError(f"no finished {stage} shards in {storage.root}; run `tdmm generate` first")
-    return pa.concat_tables(tables, promote_options="permissive")

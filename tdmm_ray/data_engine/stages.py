@@ -14,8 +14,15 @@ import random
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from tdmm_ray.data_engine.base import ShardStage, error_text, rows_to_table
+from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.fit.solver import BatchedFitter
+from tdmm_ray.landmarks import make_detector
+from tdmm_ray.landmarks.projected import ProjectedDetector
+from tdmm_ray.prompts.render import caption
+from tdmm_ray.render.video import read_video
 from tdmm_ray.schema import CLIP_COLUMNS, CORPUS_COLUMNS, FIT_COLUMNS, LANDMARK_COLUMNS, from_nested, to_nested
 
 log = logging.getLogger(__name__)
@@ -62,8 +69,6 @@ class LandmarkStage(ShardStage):
         lm = self.cfg.landmarks
         self.detector = None
         if lm.detector != "projected":
-            from tdmm_ray.landmarks import make_detector
-
             self.detector = make_detector(lm.detector)
 
     @staticmethod
@@ -76,8 +81,6 @@ class LandmarkStage(ShardStage):
 
     def _projected(self, rows: list[dict]) -> list[dict]:
         """Per clip the row fields from its (noised) procedural ground truth, or its error."""
-        from tdmm_ray.landmarks.projected import ProjectedDetector
-
         fields = []
         for row in rows:
             try:
@@ -94,8 +97,6 @@ class LandmarkStage(ShardStage):
         """Per clip the row fields from the detector on its video, or its error. The readable videos
         of the shard go to the detector in one call (FAN batches across clips); if that call fails,
         the clips are retried one by one so only the failing clip gets the error."""
-        from tdmm_ray.render.video import read_video
-
         fields: list[dict | None] = [None] * len(rows)
         clips = {}
         for i, row in enumerate(rows):
@@ -157,11 +158,6 @@ class FitStage(ShardStage):
 
     def __init__(self, cfg_json: str, storage_root: str):
         super().__init__(cfg_json, storage_root)
-        import torch
-
-        from tdmm_ray.face.registry import load_face_model
-        from tdmm_ray.fit.solver import BatchedFitter
-
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = load_face_model(self.cfg.face).to(self.device)
         self.fitter = BatchedFitter(self.model, self.cfg.fit, self.device)
@@ -230,8 +226,6 @@ class CorpusStage(ShardStage):
         self.prompts = {p["prompt_id"]: p for p in prompts}
 
     def process(self, shard: str, table: pa.Table) -> pa.Table:
-        from tdmm_ray.prompts.render import caption
-
         rows = []
         for r in table.to_pylist():
             if not r["qc_pass"]:

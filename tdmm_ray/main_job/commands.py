@@ -1,4 +1,7 @@
-"""CLI: `tdmm run` (every stage in order)."""
+"""CLI: `tdmm run` (every stage in order).
+
+The stages are imported in the handler, not here: they load transformers, Ray and the models
+(~3 CPU-s), which `tdmm --help` and every other command should not pay for."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ import logging
 import sys
 
 from tdmm_ray.cli_args import add_config_args, config_from_args
-from tdmm_ray.main_job.main_job import STAGE_NAMES, StageFailed, answer_examples, run_all
 
 log = logging.getLogger(__name__)
 EXIT_STAGE_FAILED = 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tdmm_ray.main_job.main_job import StageFailed, answer_examples, run_all
+
     cfg = config_from_args(args)
     try:
         results = run_all(cfg, stop_after=args.stop_after)
@@ -36,5 +40,5 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("run", help="run every stage in order (resumable)")
     add_config_args(p)
-    p.add_argument("--stop-after", choices=STAGE_NAMES, help="stop after this stage (e.g. generate)")
+    p.add_argument("--stop-after", help="stop after this stage: generate, train-tokenizer, tokenize, train-lm or eval")
     p.set_defaults(func=_cmd_run)
