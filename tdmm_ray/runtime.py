@@ -10,11 +10,26 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 from tdmm_ray.storage import worker_env
 
 log = logging.getLogger(__name__)
+_log_dir: str | None = None  # set by `ray_logs_to` for the duration of a command
+
+
+@contextmanager
+def ray_logs_to(log_dir: Path):
+    """While active, a Ray instance that a stage starts or joins logs into `log_dir` (see init_ray)."""
+    global _log_dir
+    previous, _log_dir = _log_dir, str(log_dir)
+    try:
+        yield
+    finally:
+        _log_dir = previous
 
 
 def prepare_local_env(tmp_root: str | None = None) -> str:
@@ -33,13 +48,21 @@ def prepare_local_env(tmp_root: str | None = None) -> str:
     return os.environ["RAY_TMPDIR"]
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: dict[str, str] | None = None):
+def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: dict[str, str] | None = None,
+             log_dir: str | None = None):
     """Join `address` (or RAY_ADDRESS) when given, else start a local loopback instance.
 
-    `env_vars` go into the job's runtime env so every worker sees them (S3 endpoint and keys)."""
+    `env_vars` go into the job's runtime env so every worker sees them (S3 endpoint and keys).
+    With `log_dir`, Ray keeps the console for the caller's own progress: worker output is not
+    forwarded, Ray's driver-side and Ray Data's logs go to files in `log_dir`, and a local
+    session's worker logs are linked there as `ray-session/` (see `route_ray_logs`). Without it,
+    the folder given to an active `ray_logs_to`, if any."""
+    log_dir = log_dir or _log_dir
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         prepare_local_env()
+    if log_dir:
+        _ray_data_logs_to(Path(log_dir))  # read by Ray Data each time a dataset starts
     import ray  # here, not at the top: Ray reads the loopback setting above once, when imported
 
     if ray.is_initialized():
@@ -47,9 +70,83 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: 
     runtime_env = {"env_vars": {**worker_env(), **(env_vars or {})}}
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        context = ray.init(address=address, runtime_env=runtime_env, log_to_driver=not log_dir)
     else:
         log.info("starting a local Ray instance on 127.0.0.1 (tmp %s)", os.environ["RAY_TMPDIR"])
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 runtime_env=runtime_env, _node_ip_address="127.0.0.1")
+        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=not log_dir,
+                           runtime_env=runtime_env, _node_ip_address="127.0.0.1")
+    if log_dir:
+        # A joined cluster's worker logs stay on its nodes (dashboard, `ray logs`); a local one's are linked.
+        route_ray_logs(ray, Path(log_dir), None if address else context.address_info["session_dir"])
     return ray
+
+
+RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
+
+
+def _ray_data_logs_to(log_dir: Path) -> None:
+    """Ray Data configures its logger from RAY_DATA_LOGGING_CONFIG at every dataset: send it to a file."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"ray": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "ray",
+                              "filename": str(log_dir / "ray-data.log")}},
+        "loggers": {"ray.data": {"level": "INFO", "handlers": ["file"], "propagate": False}},
+    }
+    path = log_dir / "ray-data-logging.yaml"
+    path.write_text(yaml.safe_dump(config))
+    os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
+
+
+def route_ray_logs(ray, log_dir: Path, session_dir: str | None) -> None:
+    """Ray's driver-side loggers to `log_dir/ray-driver.log` instead of the console, Ray Data's
+    own progress bars off (the caller draws one bar per stage), and the session's logs (every
+    worker's stdout/stderr), when given, linked as `log_dir/ray-session`."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / "ray-driver.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in RAY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+    import ray.data  # after ray.init, like `import ray` above
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    if session_dir:
+        link = log_dir / "ray-session"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(Path(session_dir) / "logs", target_is_directory=True)
+
+
+@contextmanager
+def console_to_file(path: Path):
+    """While active, the console keeps warnings and errors, and every INFO line (ours, and Python
+    warnings from the libraries) goes to `path`. For commands that draw their own progress (`tdmm run`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    consoles = {h: h.level for h in root.handlers if type(h) is logging.StreamHandler}
+    warnings_log = logging.getLogger("py.warnings")  # library deprecation notices: file only
+    for console in consoles:
+        console.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    warnings_log.addHandler(handler)
+    warnings_log.propagate = False
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings_log.propagate = True
+        warnings_log.removeHandler(handler)
+        root.removeHandler(handler)
+        for console, level in consoles.items():
+            console.setLevel(level)
+        handler.close()

@@ -42,6 +42,8 @@ def test_tdmm_run_exits_non_zero_naming_the_stage(tmp_path, capsys):
     assert tdmm(["run", "--out", str(tmp_path / "run"), *BAD_GENERATE]) == 1
     err = capsys.readouterr().err
     assert "tdmm run: stage generate failed: ValueError" in err and "make clips without ground truth" in err
+    log = (tmp_path / "run" / "logs" / "tdmm.log").read_text()  # the traceback went to the run's log
+    assert "Traceback" in log and "check_diffusion_models" in log
 
 
 def test_run_job_entrypoint_exits_non_zero(tmp_path):

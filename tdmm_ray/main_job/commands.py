@@ -6,10 +6,15 @@ The stages are imported in the handler, not here: they load transformers, Ray an
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.runtime import console_to_file, prepare_local_env, ray_logs_to
+from tdmm_ray.storage import is_s3
 
 log = logging.getLogger(__name__)
 EXIT_STAGE_FAILED = 1
@@ -19,22 +24,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tdmm_ray.main_job.main_job import StageFailed, answer_examples, run_all
 
     cfg = config_from_args(args)
-    try:
-        results = run_all(cfg, stop_after=args.stop_after)
-    except StageFailed as err:
-        log.error("%s", err, exc_info=err.__cause__)
-        print(f"tdmm run: {err}; the stages before it are kept in {cfg.storage}, re-run to resume",
-              file=sys.stderr)
-        return EXIT_STAGE_FAILED
+    logs = log_dir(cfg.storage)
+    print(f"logs: {logs}  (tdmm.log; Ray: ray-driver.log, ray-data.log, ray-session/)", flush=True)
+    # The Ray instance the first stage starts logs into the run folder; the console shows progress.
+    with console_to_file(logs / "tdmm.log"), ray_logs_to(logs):
+        try:
+            results = run_all(cfg, stop_after=args.stop_after)
+        except StageFailed as err:
+            log.info("%s", err, exc_info=err.__cause__)  # the traceback: to tdmm.log, not the console
+            print(f"tdmm run: {err}; the stages before it are kept in {cfg.storage}, re-run to resume "
+                  f"(traceback in {logs / 'tdmm.log'})", file=sys.stderr)
+            return EXIT_STAGE_FAILED
+        ex = answer_examples(cfg) if "eval" in results else None
     print(f"run folder: {cfg.storage}")
     for name, summary in results.items():
         print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list))))
-    if "eval" in results:
-        ex = answer_examples(cfg)
+    if ex:
         print(f"report: {results['eval'].get('report')}")
         print(f"Language2Motion  \"{ex['prompt']}\" -> {ex['frames']} frames, tokens {ex['tokens']}...")
         print(f"Motion2Language  that motion -> \"{ex['description']}\"")
     return 0
+
+
+def log_dir(storage_url: str) -> Path:
+    """`logs/` in a local run folder; for a run on S3, a local folder named after it."""
+    if not is_s3(storage_url):
+        return Path(storage_url).expanduser().resolve() / "logs"
+    name = hashlib.sha256(storage_url.encode()).hexdigest()[:12]
+    return Path(os.environ.get("RAY_TMPDIR") or prepare_local_env()) / "logs" / name
 
 
 def register(sub) -> None:

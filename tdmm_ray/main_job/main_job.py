@@ -8,34 +8,56 @@ a missing or renamed stage is an ImportError at once, and a stage that fails end
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from tqdm import tqdm
 
 from tdmm_ray.config import TdmmConfig
 from tdmm_ray.data_engine.run import run_generate
 from tdmm_ray.evaluation.report import run_eval
 from tdmm_ray.inference.translator import Translator
 from tdmm_ray.main_job.corpus import run_train_lm
+from tdmm_ray.storage import Storage
 from tdmm_ray.tokenizer.stage import run_tokenize
 from tdmm_ray.tokenizer.train import run_train_tokenizer
 
 log = logging.getLogger(__name__)
 
 
+Progress = Callable[[TdmmConfig], "tuple[int, int, str] | None"]  # (done, total, unit) from storage
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     run: Callable[[TdmmConfig], dict]  # returns a summary of plain values
+    progress: Progress | None = None  # polled while the stage runs; None: the stage draws its own bar
+
+
+def _elapsed(cfg: TdmmConfig) -> None:
+    return None  # no finer measure than the elapsed time
+
+
+def _lm_steps(cfg: TdmmConfig) -> tuple[int, int, str] | None:
+    """Optimizer steps the LM has logged (lm/metrics.jsonl is rewritten at every checkpoint)."""
+    storage = Storage(cfg.storage)
+    if not storage.exists("lm/metrics.jsonl"):
+        return None
+    steps = [r["step"] for r in map(json.loads, storage.read_text("lm/metrics.jsonl").splitlines()) if "loss" in r]
+    return (max(steps) if steps else 0), cfg.train.steps, "step"
 
 
 STAGES = (
-    Stage("generate", run_generate),
-    Stage("train-tokenizer", run_train_tokenizer),
-    Stage("tokenize", run_tokenize),
-    Stage("train-lm", run_train_lm),
-    Stage("eval", run_eval),
+    Stage("generate", run_generate),  # its own bar: shards through all four data stages
+    Stage("train-tokenizer", run_train_tokenizer, _elapsed),
+    Stage("tokenize", run_tokenize, _elapsed),
+    Stage("train-lm", run_train_lm, _lm_steps),
+    Stage("eval", run_eval, _elapsed),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -60,13 +82,51 @@ def run_all(cfg: TdmmConfig, stop_after: str | None = None,
         print(f"[{i}/{len(stages)}] {stage.name} ...", flush=True)
         start = time.time()
         try:
-            results[stage.name] = stage.run(cfg) or {}
+            with _ProgressLine(stage, cfg):
+                results[stage.name] = stage.run(cfg) or {}
         except Exception as err:
             raise StageFailed(stage.name, err) from err
         print(f"[{i}/{len(stages)}] {stage.name} done in {time.time() - start:.1f} s", flush=True)
         if stop_after == stage.name:
             break
     return results
+
+
+class _ProgressLine:
+    """One tqdm line for a stage, refreshed every `every_s` from its progress poll (steps with rate
+    and ETA where the stage records them, elapsed time otherwise)."""
+
+    def __init__(self, stage: Stage, cfg: TdmmConfig, every_s: float = 2.0):
+        self.stage, self.cfg, self.every_s = stage, cfg, every_s
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        if self.stage.progress is not None:
+            self.bar = tqdm(desc=f"  {self.stage.name}", unit="", bar_format="{desc}: {elapsed}", leave=False)
+            self.thread = threading.Thread(target=self._loop, daemon=True)
+            self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                state = self.stage.progress(self.cfg)
+            except Exception:  # noqa: BLE001 - a half-written file: try again at the next tick
+                log.debug("progress poll of %s failed", self.stage.name, exc_info=True)
+                state = None
+            if state is not None:
+                done, total, unit = state
+                if self.bar.total != total:
+                    self.bar.reset(total=total)
+                    self.bar.unit, self.bar.bar_format = unit, None
+                self.bar.n = done
+            self.bar.refresh()
+
+    def __exit__(self, *exc) -> None:
+        if self.stage.progress is not None:
+            self.stop.set()
+            self.thread.join()
+            self.bar.close()
 
 
 EXAMPLE_PROMPT = "A person slowly becomes clearly happy while nodding."
