@@ -134,8 +134,10 @@ def console_to_file(path: Path):
     root = logging.getLogger()
     consoles = {h: h.level for h in root.handlers if type(h) is logging.StreamHandler}
     warnings_log = logging.getLogger("py.warnings")  # library deprecation notices: file only
+    root_level = root.level
     for console in consoles:
         console.setLevel(logging.WARNING)
+    root.setLevel(min(root_level or logging.INFO, logging.INFO))
     root.addHandler(handler)
     warnings_log.addHandler(handler)
     warnings_log.propagate = False
@@ -147,6 +149,7 @@ def console_to_file(path: Path):
         warnings_log.propagate = True
         warnings_log.removeHandler(handler)
         root.removeHandler(handler)
+        root.setLevel(root_level)
         for console, level in consoles.items():
             console.setLevel(level)
         handler.close()
