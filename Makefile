@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 OPENCV := opencv-python-headless==5.0.0.93
 TORCH  := torch==2.13.0
 
-.PHONY: run test install install-dev clean
+.PHONY: run test test-fast install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ install install-dev: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/tdmm run --preset tiny
 
+# The whole suite: what CI runs.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Daily work: every test not marked slow (each slow one takes more than ~10 s).
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf .tmp runs

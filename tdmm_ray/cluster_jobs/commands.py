@@ -6,14 +6,14 @@ import argparse
 import logging
 import sys
 
-from tdmm_ray.cli import add_config_args, config_from_args
+from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.cluster_jobs import submit as sub
+from tdmm_ray.cluster_jobs.k8s import write_all
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from tdmm_ray.cluster_jobs import submit as sub
-
     sub.script_for(args.stage)  # unknown stage: ValueError before anything else
     cfg = config_from_args(args)  # a bad config fails here, not on the cluster
     sub.check_before_submit(cfg, args.address)
@@ -34,8 +34,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    from tdmm_ray.cluster_jobs.manifests import write_all
-
     stale = write_all(check=args.check)
     if args.check:
         for path in stale:
@@ -47,18 +45,16 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from tdmm_ray.cluster_jobs.submit import ROOT, STAGE_SCRIPTS
-
     p = subparsers.add_parser("submit", help="run a stage as a Ray job on a cluster (ray job submit)",
                               description="Resolve the config and check storage here, then submit "
                                           "`python jobs/STAGE.py ...` with this checkout as working dir.")
-    p.add_argument("stage", choices=list(STAGE_SCRIPTS), metavar="STAGE",
-                   help="one of: " + ", ".join(STAGE_SCRIPTS))
+    p.add_argument("stage", choices=list(sub.STAGE_SCRIPTS), metavar="STAGE",
+                   help="one of: " + ", ".join(sub.STAGE_SCRIPTS))
     p.add_argument("--address", default="http://127.0.0.1:8265", help="Ray dashboard URL (default: %(default)s)")
     add_config_args(p)
     p.add_argument("--wait", action="store_true", help="follow the logs until the job ends; exit 1 unless it succeeded")
     p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
-    p.add_argument("--working-dir", default=str(ROOT), help="folder uploaded as the job's working dir")
+    p.add_argument("--working-dir", default=str(sub.ROOT), help="folder uploaded as the job's working dir")
     p.add_argument("--submission-id", default=None, help="job id to use (default: Ray picks one)")
     p.set_defaults(func=_cmd_submit)
 

@@ -101,7 +101,7 @@ def check_before_submit(cfg: TdmmConfig, address: str) -> None:
 def submit(address: str, stage: str, arguments: list[str], working_dir: str | Path = ROOT,
            submission_id: str | None = None) -> str:
     """Submit the stage; returns the submission id."""
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient  # imports Ray: only when a job is sent
 
     client = JobSubmissionClient(address)
     job_id = client.submit_job(entrypoint=entrypoint(stage, arguments), runtime_env=runtime_env(working_dir),
@@ -112,7 +112,7 @@ def submit(address: str, stage: str, arguments: list[str], working_dir: str | Pa
 
 def wait(address: str, job_id: str, timeout_s: float | None = None, poll_s: float = 1.0) -> str:
     """Poll until the job ends; prints its logs as they grow. Returns the final status."""
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient  # imports Ray: only when a job is sent
 
     client = JobSubmissionClient(address)
     deadline = time.monotonic() + timeout_s if timeout_s else None

@@ -1,19 +1,21 @@
 """CLI: `tdmm eval RUN_URL` writes report.md / report.html into the run folder.
 
 The run's own config.yaml is used by default, so a report describes the run as it was trained;
---preset / --config / --set replace or adjust it (e.g. --set eval.max_clips=64)."""
+--preset / --config / --set replace or adjust it (e.g. --set eval.max_clips=64).
+The evaluation itself (models, transformers) is imported in the handler, so `tdmm --help` stays fast."""
 
 from __future__ import annotations
 
 import argparse
 
+import yaml
+
+from tdmm_ray.config import _merge, load_config, parse_overrides
+from tdmm_ray.storage import Storage, preflight
+
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import yaml
-
-    from tdmm_ray.config import _merge, load_config, parse_overrides
     from tdmm_ray.evaluation.report import run_eval
-    from tdmm_ray.storage import Storage, preflight
 
     preflight(args.run_url, create=False)
     store = Storage(args.run_url)

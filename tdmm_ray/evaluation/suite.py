@@ -19,6 +19,8 @@ import numpy as np
 from tdmm_ray.evaluation import motion_metrics as mm
 from tdmm_ray.evaluation.evaluator import MotionClassifier, TextMotionEvaluator, Vocabulary
 from tdmm_ray.evaluation.text_metrics import ATTRIBUTE_AXES, attribute_accuracy, caption_scores
+from tdmm_ray.lm.generate import describe_codes
+from tdmm_ray.tokenizer.features import features_from
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ class Evaluation:
             raise ValueError(f"evaluation needs >= 4 training clips, the corpus has {len(self.train)}")
 
     def features(self, expression, rotation) -> np.ndarray:
-        from tdmm_ray.tokenizer.features import features_from
-
         return self.tr.motion.stats.normalize(features_from(np.asarray(expression, np.float32),
                                                             np.asarray(rotation, np.float32)))
 
@@ -139,8 +139,6 @@ class Evaluation:
 
     # ---- Motion2Language ---------------------------------------------------------------------
     def m2l(self, rows: list[dict]) -> tuple[dict, list[str]]:
-        from tdmm_ray.lm.generate import describe_codes
-
         hyps = []
         for i in range(0, len(rows), 16):
             hyps.extend(describe_codes(self.tr.model, self.tr.tokenizer, [r["tokens"] for r in rows[i:i + 16]]))

@@ -11,6 +11,9 @@ import torch
 
 from tdmm_ray.export.arkit_csv import write_arkit_csv
 from tdmm_ray.face import geometry
+from tdmm_ray.face.arkit import ARKIT_NAMES, to_arkit
+from tdmm_ray.render.commands import MotionParams, render_params
+from tdmm_ray.render.video import write_video
 
 
 def axis_angle_to_head_ypr(rotation: np.ndarray) -> np.ndarray:
@@ -25,8 +28,6 @@ def head_ypr_to_axis_angle(ypr: np.ndarray) -> np.ndarray:
 
 
 def arkit_csv_text(face, expression: np.ndarray, rotation: np.ndarray, fps: int) -> str:
-    from tdmm_ray.face.arkit import ARKIT_NAMES, to_arkit
-
     curves = np.asarray(to_arkit(face, np.asarray(expression, np.float32)))
     return write_arkit_csv(np.clip(curves, 0.0, 1.0), list(ARKIT_NAMES), axis_angle_to_head_ypr(rotation), fps)
 
@@ -41,9 +42,6 @@ def npz_bytes(face, expression: np.ndarray, rotation: np.ndarray, fps: int, toke
 
 def preview_mp4(face, expression: np.ndarray, rotation: np.ndarray, fps: int, size: int = 192) -> bytes:
     """A neutral-identity, frontal-light render of the motion, H.264 in memory."""
-    from tdmm_ray.render.commands import MotionParams, render_params
-    from tdmm_ray.render.video import write_video
-
     params = MotionParams(expression=np.asarray(expression, np.float32), rotation=np.asarray(rotation, np.float32),
                           translation=None, identity=None, fps=float(fps), face_model=face.name)
     frames = render_params(params, face, width=size, height=size)

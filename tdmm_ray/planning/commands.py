@@ -15,13 +15,17 @@ from typing import Any
 
 import yaml
 
+from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.cluster_jobs import manifests
+from tdmm_ray.cluster_jobs.overlays import CLUSTER_PREFIXES
+from tdmm_ray.planning import cost
+from tdmm_ray.planning.cost import DEFAULT_COST_FILE, DEFAULT_MFU, GPU_PEAK_TFLOPS, LANDMARK_FIT_FRAMES_PER_GPU_S
+from tdmm_ray.planning.report import format_plan
+
 
 def overlay_files(workers: int, directory: str | Path) -> dict[str, str]:
     """File name -> text of a kustomize overlay (in `directory`) over the prod overlay that sets the
     GPU worker group's maxReplicas to `workers` in the RayCluster, every RayJob and the RayService."""
-    from tdmm_ray.cluster_jobs import manifests
-    from tdmm_ray.cluster_jobs.overlays import CLUSTER_PREFIXES
-
     # Find the group by name rather than trusting its position in the list.
     groups = [g["groupName"] for g in manifests.cluster_spec()["workerGroupSpecs"]]
     index = groups.index("gpu")
@@ -41,10 +45,6 @@ def overlay_files(workers: int, directory: str | Path) -> dict[str, str]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from tdmm_ray.cli import config_from_args
-    from tdmm_ray.planning import cost
-    from tdmm_ray.planning.report import format_plan
-
     cfg = config_from_args(args)
     plan = cost.plan_generation(
         cfg,
@@ -91,12 +91,6 @@ def _float_arg(lo: float, hi: float | None = None):
 
 
 def register(sub) -> None:
-    from tdmm_ray.planning.cost import (
-        DEFAULT_COST_FILE,
-        DEFAULT_MFU,
-        GPU_PEAK_TFLOPS,
-        LANDMARK_FIT_FRAMES_PER_GPU_S,
-    )
 
     p = sub.add_parser(
         "plan-generation", help="GPU-hours and GPU workers to generate a dataset by a deadline",

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tdmm_ray.config import DIFFUSION_FAMILIES, TdmmConfig
+from tdmm_ray.synth.diffusion.families import family as family_rule
+from tdmm_ray.synth.diffusion.generator import clip_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COST_FILE = "benchmarks/results/diffusion_clip_cost.json"
@@ -375,9 +377,6 @@ def corpus_clip(cfg: TdmmConfig, family: str | None) -> tuple[int, int]:
     planned = round((cfg.synth.min_seconds + cfg.synth.max_seconds) / 2 * cfg.synth.fps)
     if family is None:
         return 0, planned
-    from tdmm_ray.synth.diffusion.families import family as family_rule
-    from tdmm_ray.synth.diffusion.generator import clip_frames
-
     return clip_frames(planned, cfg.synth.fps, family_rule(family), cfg.diffusion.family(family))
 
 

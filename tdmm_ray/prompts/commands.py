@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tdmm_ray.cli import add_config_args, config_from_args
+from tdmm_ray.cli_args import add_config_args, config_from_args
+from tdmm_ray.prompts.stage import BALANCE_MD, BALANCE_PNG, HELDOUT_FILE, PROMPTS_FILE, run_prompts
+from tdmm_ray.storage import Storage, StorageError, preflight
 
 
 def _cmd_prompts(args: argparse.Namespace) -> int:
-    from tdmm_ray.prompts.stage import BALANCE_MD, BALANCE_PNG, HELDOUT_FILE, PROMPTS_FILE, run_prompts
-    from tdmm_ray.storage import Storage, StorageError, preflight
-
     cfg = config_from_args(args)
     try:
         preflight(cfg.storage)  # a bad endpoint or missing credentials fails here, before any work

@@ -12,6 +12,13 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from tqdm import tqdm
+
+from tdmm_ray.face.registry import load_face_model
+from tdmm_ray.render.appearance import Look, sample_look
+from tdmm_ray.render.renderer import FaceRenderer, default_camera
+from tdmm_ray.render.video import write_video
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +80,12 @@ def load_params(path: str) -> MotionParams:
 
 def load_model(name: str, path: str | None):
     """A face model by name through the project's registry (tdmm_ray.face.registry)."""
-    try:
-        from tdmm_ray.face.registry import load_face_model
-    except ImportError as err:
-        raise ValueError(f"face model registry unavailable ({err}); cannot load {name!r}") from None
     return load_face_model(name, path=path) if path else load_face_model(name)
 
 
 def render_params(params: MotionParams, model, width: int = 256, height: int = 256, look=None,
                   batch_size: int = 32) -> np.ndarray:
     """Render validated parameters with a model -> frames [T,H,W,3] uint8."""
-    import torch
-    from tqdm import tqdm
-
-    from tdmm_ray.render.renderer import FaceRenderer, default_camera
-
     k = params.expression.shape[1]
     if k != model.n_expression:
         raise ValueError(f"expression has {k} channels but face model {model.name!r} has {model.n_expression}")
@@ -109,9 +107,6 @@ def render_params(params: MotionParams, model, width: int = 256, height: int = 2
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from tdmm_ray.render.appearance import Look, sample_look
-    from tdmm_ray.render.video import write_video
-
     if args.width < 2 or args.height < 2 or args.width % 2 or args.height % 2:
         raise ValueError(f"--width/--height must be even and >= 2 for H.264 yuv420p, got {args.width}x{args.height}")
     params = load_params(args.params)
