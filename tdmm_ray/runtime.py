@@ -67,6 +67,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: 
 
     if ray.is_initialized():
         return ray
+    if log_dir:  # before ray.init, which logs its own notices through these loggers
+        _ray_loggers_to(Path(log_dir) / "ray-driver.log")
     runtime_env = {"env_vars": {**worker_env(), **(env_vars or {})}}
     if address:
         log.info("joining Ray cluster at %s", address)
@@ -81,7 +83,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, env_vars: 
     return ray
 
 
-RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve")
+RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.serve")  # ray.data: configured by _ray_data_logs_to
 
 
 def _ray_data_logs_to(log_dir: Path) -> None:
@@ -99,21 +101,27 @@ def _ray_data_logs_to(log_dir: Path) -> None:
     os.environ["RAY_DATA_LOGGING_CONFIG"] = str(path)
 
 
-def route_ray_logs(ray, log_dir: Path, session_dir: str | None) -> None:
-    """Ray's driver-side loggers to `log_dir/ray-driver.log` instead of the console, Ray Data's
-    own progress bars off (the caller draws one bar per stage), and the session's logs (every
-    worker's stdout/stderr), when given, linked as `log_dir/ray-session`."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_dir / "ray-driver.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+def _ray_loggers_to(path: Path) -> None:
+    """Ray's driver-side loggers write to `path` instead of the console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     for name in RAY_LOGGERS:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]:
             logger.removeHandler(old)
-        logger.addHandler(handler)
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in logger.handlers):
+            handler = logging.FileHandler(path)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
         logger.propagate = False
+
+
+def route_ray_logs(ray, log_dir: Path, session_dir: str | None) -> None:
+    """Ray's driver-side loggers to `log_dir/ray-driver.log` instead of the console, Ray Data's
+    own progress bars off (the caller draws one bar per stage), and the session's logs (every
+    worker's stdout/stderr), when given, linked as `log_dir/ray-session`."""
     import ray.data  # after ray.init, like `import ray` above
 
+    _ray_loggers_to(log_dir / "ray-driver.log")  # again: importing Ray's libraries may add console handlers
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False

@@ -40,6 +40,7 @@ def _overrides(models: dict[str, str], storage: str, families=DIFFUSION_FAMILIES
     return out
 
 
+@pytest.mark.slow  # every family through Ray Data actors
 def test_every_family_runs_through_the_synthesize_stage(ray_local, tiny_models, tmp_path):
     cfg = load_config("tiny", overrides=_overrides(tiny_models, str(tmp_path / "run")))
     summary = run_generate(cfg, show_progress=False, until="synthesize")

@@ -64,6 +64,7 @@ def test_recovers_known_parameters(model, clips):
     assert np.all(np.abs(fit.focal / clips.focal - 1) < 0.2)
 
 
+@pytest.mark.slow  # two full fits per model
 def test_robust_to_gross_outliers(model, clips):
     noisy = _with_outliers(clips.landmarks, 0.10)
     robust = fit_landmarks(model, noisy, clips.image_size, config=FitConfig(robust="geman_mcclure"))
@@ -76,6 +77,7 @@ def test_robust_to_gross_outliers(model, clips):
     assert exp_err < 1.2
 
 
+@pytest.mark.slow  # two full fits per model
 def test_confidence_weights_matter(model, clips):
     corrupted = clips.landmarks.copy()
     corrupted[:, ::2, 0:17] += 30.0  # jaw line dragged sideways on every other frame
@@ -135,6 +137,7 @@ class JawModel(FaceModel):
         return vertices + lower[None, :, None] * (rotated - vertices)
 
 
+@pytest.mark.slow  # autograd Jacobians per frame
 def test_articulated_model_uses_autograd_jacobians(ict_path):
     # A model built from ICT's bases (it exercises the articulated path, not a shipped model, so
     # one base model is enough); a few channels and identity modes keep the autograd Jacobians cheap.

@@ -16,6 +16,7 @@ def run_fit_video(argv: list[str]) -> int:
     return cli.main(argv)
 
 
+@pytest.mark.slow  # dlib + fit on real footage
 @pytest.mark.parametrize("face_model", ["builtin", "ict"])
 def test_fit_video_writes_params_and_contact_sheet(media_dir, tmp_path, capsys, face_model):
     video = media_dir / "real_face_smile.mp4"
@@ -36,6 +37,7 @@ def test_fit_video_writes_params_and_contact_sheet(media_dir, tmp_path, capsys, 
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
 
 
+@pytest.mark.slow  # dlib + fit on real footage
 def test_fit_video_mp4_overlay(media_dir, tmp_path):
     """The MP4 overlay: same frames, with the fit drawn on them."""
     video = media_dir / "real_face_smile.mp4"

@@ -42,6 +42,7 @@ def _check_corpus(cfg):
     return corpus
 
 
+@pytest.mark.slow  # the data engine on Ray Data
 def test_generate_local_then_rerun_is_a_no_op(ray_local, tmp_path):
     cfg = _cfg(str(tmp_path / "run"))
     card = run_generate(cfg, show_progress=False)
@@ -55,6 +56,7 @@ def test_generate_local_then_rerun_is_a_no_op(ray_local, tmp_path):
     assert before == after  # nothing recomputed
 
 
+@pytest.mark.slow  # the data engine on Ray Data
 def test_generate_s3(ray_local, s3_env):
     cfg = _cfg("s3://tdmm-test/runs/gen", "prompts.n_prompts=4")
     run_generate(cfg, show_progress=False)
@@ -63,6 +65,7 @@ def test_generate_s3(ray_local, s3_env):
     assert Storage(cfg.storage).list("clips", suffix=".mp4")
 
 
+@pytest.mark.slow  # the data engine on Ray Data
 def test_kill_and_resume(ray_local, tmp_path):
     """Kill a run mid-way (SIGKILL of its process group), re-run: exactly the planned rows, no duplicates,
     and shards finished before the kill are not recomputed."""

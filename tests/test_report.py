@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tdmm_ray.cli import main
 from tdmm_ray.storage import Storage
+
+pytestmark = pytest.mark.slow  # a trained tiny run (tiny_run)
 
 
 def test_eval_writes_report(tiny_run, capsys):

@@ -12,6 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # a trained tiny run (tiny_run) served by Ray Serve
+
 
 def _port() -> int:
     with socket.socket() as s:

@@ -103,6 +103,7 @@ def trained_run(ray_local, tmp_path_factory):
     return cfg, outcome
 
 
+@pytest.mark.slow  # Ray Train run (trained_run)
 def test_training_writes_tokenizer_and_report(trained_run):
     cfg, outcome = trained_run
     storage = Storage(cfg.storage)
@@ -122,6 +123,7 @@ def test_training_writes_tokenizer_and_report(trained_run):
     assert rec["version"] == outcome.tokenizer.version
 
 
+@pytest.mark.slow  # Ray Train run (trained_run)
 def test_training_resumes_from_checkpoint_on_two_workers(trained_run):
     from tdmm_ray.tokenizer.train import run_trainer, split_clips
     from tdmm_ray.tokenizer.data import load_motion_clips
@@ -140,6 +142,7 @@ def test_training_resumes_from_checkpoint_on_two_workers(trained_run):
     assert metrics["codebook_spread"] == 0.0
 
 
+@pytest.mark.slow  # Ray Train run (trained_run)
 def test_finished_training_is_reused_not_repeated(trained_run):
     from tdmm_ray.tokenizer.train import train_tokenizer
 
@@ -153,6 +156,7 @@ def test_finished_training_is_reused_not_repeated(trained_run):
     assert training_digest(other, load_motion_clips(Storage(cfg.storage))[1]) != outcome.digest
 
 
+@pytest.mark.slow  # Ray Train run (trained_run)
 def test_tokenize_stage_writes_tokens(trained_run):
     from tdmm_ray.tokenizer.stage import tokenize_run
 
