@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,3 +162,21 @@ def console_to_file(path: Path):
         for console, level in consoles.items():
             console.setLevel(level)
         handler.close()
+
+
+@contextmanager
+def stderr_to_file(path: Path):
+    """While active, file descriptor 2 writes to `path`: Ray's C++ core worker prints its errors
+    there directly (not through Python logging), e.g. one line per actor class about restartable
+    constructor arguments. Progress drawn on stdout stays on the console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

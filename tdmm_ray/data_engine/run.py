@@ -11,6 +11,7 @@ once, at import, and init_ray sets it for a local instance first.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
 
@@ -115,7 +116,8 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corp
             actor, pool = later[stage]
             ds = ds.map_batches(actor, **_pool_args(ray, pool, cfg_json, storage.root))
         start = time.time()
-        bar = tqdm(total=len(pending), desc="shards", unit="shard", disable=not show_progress)
+        bar = tqdm(total=len(pending), desc="  shards", unit="shard", disable=not show_progress,
+                   file=sys.stdout)  # stdout: `tdmm run` sends stderr to the run's logs
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
             bar.update(len(batch["shard"]))
         bar.close()

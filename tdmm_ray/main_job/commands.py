@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tdmm_ray.cli_args import add_config_args, config_from_args
-from tdmm_ray.runtime import console_to_file, prepare_local_env, ray_logs_to
+from tdmm_ray.runtime import console_to_file, prepare_local_env, ray_logs_to, stderr_to_file
 from tdmm_ray.storage import is_s3
 
 log = logging.getLogger(__name__)
@@ -25,17 +25,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     logs = log_dir(cfg.storage)
-    print(f"logs: {logs}  (tdmm.log; Ray: ray-driver.log, ray-data.log, ray-session/)", flush=True)
-    # The Ray instance the first stage starts logs into the run folder; the console shows progress.
-    with console_to_file(logs / "tdmm.log"), ray_logs_to(logs):
+    print(f"logs: {logs}  (tdmm.log, stderr.log; Ray: ray-driver.log, ray-data.log, ray-session/)", flush=True)
+    # The Ray instance the first stage starts logs into the run folder; the console (stdout) shows
+    # one progress line per stage, and anything written to stderr meanwhile lands in stderr.log.
+    with console_to_file(logs / "tdmm.log"), ray_logs_to(logs), stderr_to_file(logs / "stderr.log"):
         try:
             results = run_all(cfg, stop_after=args.stop_after)
         except StageFailed as err:
             log.info("%s", err, exc_info=err.__cause__)  # the traceback: to tdmm.log, not the console
-            print(f"tdmm run: {err}; the stages before it are kept in {cfg.storage}, re-run to resume "
-                  f"(traceback in {logs / 'tdmm.log'})", file=sys.stderr)
-            return EXIT_STAGE_FAILED
-        ex = answer_examples(cfg) if "eval" in results else None
+            failed = err
+        else:
+            failed = None
+            ex = answer_examples(cfg) if "eval" in results else None
+    if failed:
+        print(f"tdmm run: {failed}; the stages before it are kept in {cfg.storage}, re-run to resume "
+              f"(traceback in {logs / 'tdmm.log'})", file=sys.stderr)
+        return EXIT_STAGE_FAILED
     print(f"run folder: {cfg.storage}")
     for name, summary in results.items():
         print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (dict, list))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ class _ProgressLine:
 
     def __enter__(self):
         if self.stage.progress is not None:
-            self.bar = tqdm(desc=f"  {self.stage.name}", unit="", bar_format="{desc}: {elapsed}", leave=False)
+            self.bar = tqdm(desc=f"  {self.stage.name}", unit="", bar_format="{desc}: {elapsed}", leave=False,
+                            file=sys.stdout)  # stdout: `tdmm run` sends stderr to the run's logs
             self.thread = threading.Thread(target=self._loop, daemon=True)
             self.thread.start()
         return self
