@@ -118,9 +118,9 @@ class _ProgressLine:
                 state = None
             if state is not None:
                 done, total, unit = state
-                if self.bar.total != total:
+                if self.bar.total != total:  # first reading: rate and ETA count from here
                     self.bar.reset(total=total)
-                    self.bar.unit, self.bar.bar_format = unit, None
+                    self.bar.unit, self.bar.bar_format, self.bar.initial = unit, None, done
                 self.bar.n = done
             self.bar.refresh()
 
