@@ -15,7 +15,7 @@ from tdmm_ray.config import FitConfig
 from tdmm_ray.face import geometry
 from tdmm_ray.face.model import FaceModel
 from tdmm_ray.fit.solver import FitResult, fit_landmarks
-from tdmm_ray.landmarks.base import make_detector
+from tdmm_ray.landmarks.registry import make_detector
 from tdmm_ray.storage import filesystem, is_s3
 
 log = logging.getLogger(__name__)
