@@ -49,8 +49,8 @@ def check_diffusion_models(cfg: TdmmConfig) -> None:
 
     used = diffusion_generators(cfg)
     if used and cfg.landmarks.detector == "projected":
-        raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib or "
-                         "fan (projected landmarks exist only for procedural clips)")
+        raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib, "
+                         "fan or mediapipe (projected landmarks exist only for procedural clips)")
     for name in used:
         mc = cfg.diffusion.family(name)
         check_model_config(name, mc)

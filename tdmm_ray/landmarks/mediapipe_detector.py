@@ -17,7 +17,6 @@ x, y. The per-frame confidence is the presence probability (0 where no face).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -133,13 +132,11 @@ class MediaPipeDetector(LandmarkDetector):
 
         if num_threads < 1 or max_batch < 1:
             raise ValueError(f"num_threads and max_batch must be >= 1, got {num_threads}, {max_batch}")
-        for p in (0.0 < min_detection < 1.0, 0.0 < min_presence < 1.0):
-            if not p:
-                raise ValueError(f"min_detection and min_presence must be in (0, 1), got {min_detection}, {min_presence}")
+        if not (0.0 < min_detection < 1.0 and 0.0 < min_presence < 1.0):
+            raise ValueError(f"min_detection and min_presence must be in (0, 1), got {min_detection}, {min_presence}")
         for path in (DETECTION_MODEL, LANDMARK_MODEL):
             if not path.exists():
                 raise ValueError(f"MediaPipe model file missing: {path}")
-        quiet = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # noqa: F841 - XNNPACK banner off
         self.detector = Interpreter(model_path=str(DETECTION_MODEL), num_threads=num_threads)
         self.detector.allocate_tensors()
         self.landmarker = Interpreter(model_path=str(LANDMARK_MODEL), num_threads=num_threads)
