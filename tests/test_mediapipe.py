@@ -145,6 +145,7 @@ def test_missing_embedding_is_a_clear_error(ict, monkeypatch, tmp_path):
         landmark_embedding(ict, "ibug98")
 
 
+@pytest.mark.slow  # renders two clips, detects and fits them (~40 s on the loaded 2-core machine)
 def test_landmark_stage_runs_mediapipe_from_config(tmp_path):
     """`landmarks.detector=mediapipe` through the real LandmarkStage on two tiny procedural clips,
     then the fit stage picks the 468-point fitter from the landmarks it gets."""
