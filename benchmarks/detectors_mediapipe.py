@@ -12,8 +12,10 @@ and what each does to the fit (fit-vs-truth correlation per expression channel).
    of the same face model, so MediaPipe's NME has no constant per-point offset in it; dlib's
    includes the iBUG convention gap between dlib and the model's hand-placed 68 points.
 3. Fit: the same clips fitted (batched fitter, default FitConfig) from dlib's 68 points, from
-   MediaPipe's 468 and from the projected 68 points + 0.5 px noise (the small preset's
-   landmarks); Pearson correlation of fitted vs true weight per channel the generator drives.
+   MediaPipe's 468 (each crop placement: BlazeFace every frame, tracked by stable points, tracked
+   by MediaPipe's own whole-mesh rule), from the projected 68 points + 0.5 px noise (the small
+   preset's landmarks) and from the projected 468 embedded points + 0.5 px noise (what a perfect
+   MediaPipe would give); Pearson correlation of fitted vs true weight per driven channel.
 
     .venv/bin/python benchmarks/detectors_mediapipe.py [--clips 8] [--frames 50] [--reps 3]
 
@@ -45,6 +47,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 MEDIA = ROOT / "tests" / "data" / "media"
 EMOTIONS = ("happy", "sad", "angry", "surprised", "disgusted", "fearful", "contempt", "amused", "nervous", "confused")
 HEAD = ("still", "nod", "turn_left", "tilt_right", "shake", "look_up")
+MP_MODES = ("detect", "stable", "mesh")  # the MediaPipe detector's crop placement (see its docstring)
 REPORTED = ("jawOpen", "mouthSmile_L", "mouthFrown_L", "mouthPress_L", "browDown_L", "browInnerUp_L",
             "cheekSquint_L", "noseSneer_L", "eyeBlink_L", "eyeSquint_L", "mouthPucker")
 
@@ -56,7 +59,8 @@ def spread(values: list[float]) -> dict:
 def speed(reps: int) -> dict:
     clips = {name: read_video(str(MEDIA / name))[0] for name in ("real_face_smile.mp4", "real_face_expressions_pexels.mp4")}
     frames = np.concatenate([clips["real_face_smile.mp4"], clips["real_face_expressions_pexels.mp4"][:120]])
-    detectors = {"mediapipe (1 thread)": make_detector("mediapipe", num_threads=1),
+    detectors = {"mediapipe detect (default, 1 thread)": make_detector("mediapipe", num_threads=1),
+                 "mediapipe stable (1 thread)": make_detector("mediapipe", num_threads=1, tracking="stable"),
                  "dlib stride 5 (pipeline default)": make_detector("dlib", stride=5),
                  "dlib stride 1": make_detector("dlib", stride=1)}
     out = {}
@@ -116,21 +120,20 @@ def accuracy(face: str, n_clips: int, n_frames: int, seed: int) -> dict:
     model = load_face_model(face)
     emb = landmark_embedding(model, "mediapipe468")
     clips = make_clips(model, n_clips, n_frames, seed)
-    dlib, mp = make_detector("dlib"), make_detector("mediapipe")
-    t0 = time.process_time()
-    dlib_out = [dlib.detect(c.frames) for c in clips]
-    dlib_cpu = time.process_time() - t0
-    t0 = time.process_time()
-    mp_out = mp.detect_clips([c.frames for c in clips])
-    mp_cpu = time.process_time() - t0
     truth68 = np.stack([c.landmarks for c in clips])
     truth468 = np.stack([projected_468(model, c, emb) for c in clips])
     frames = n_clips * n_frames
     use468 = (emb.weight > 0).numpy()
     result = {"face": face, "clips": n_clips, "frames_per_clip": n_frames, "size": "128x128",
               "points_used_468": int(use468.sum())}
-    for name, out, truth, eyes, use, cpu in (("dlib", dlib_out, truth68, (36, 45), np.ones(68, bool), dlib_cpu),
-                                             ("mediapipe", mp_out, truth468, (33, 263), use468, mp_cpu)):
+    outputs = {}
+    for name, det in (("dlib", make_detector("dlib")),) + tuple(
+            (f"mediapipe {mode}", make_detector("mediapipe", tracking=mode)) for mode in MP_MODES):
+        t0 = time.process_time()
+        outputs[name] = det.detect_clips([c.frames for c in clips])
+        cpu = time.process_time() - t0
+        out = outputs[name]
+        truth, eyes, use = (truth68, (36, 45), np.ones(68, bool)) if name == "dlib" else (truth468, (33, 263), use468)
         pts = np.stack([o[0] for o in out])
         found = np.stack([o[1] > 0 for o in out])
         err = nme(pts[found], truth[found], eyes, use)
@@ -141,9 +144,13 @@ def accuracy(face: str, n_clips: int, n_frames: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     noisy = truth68 + rng.normal(0, 0.5, truth68.shape).astype(np.float32)
     truth_exp = np.concatenate([c.expression for c in clips])
+    noisy468 = truth468 + rng.normal(0, 0.5, truth468.shape).astype(np.float32)
     sources = {"projected68+noise0.5": ("ibug68", noisy, np.ones(truth68.shape[:2], np.float32)),
-               "dlib": ("ibug68", np.stack([o[0] for o in dlib_out]), np.stack([o[1] for o in dlib_out])),
-               "mediapipe": ("mediapipe468", np.stack([o[0] for o in mp_out]), np.stack([o[1] for o in mp_out]))}
+               "projected468+noise0.5 (embedding, no detector)": ("mediapipe468", noisy468,
+                                                                  np.ones(truth68.shape[:2], np.float32))}
+    for name, out in outputs.items():
+        sources[name] = ("ibug68" if name == "dlib" else "mediapipe468", np.stack([o[0] for o in out]),
+                         np.stack([o[1] for o in out]))
     result["fit"] = {}
     for name, (point_set, lms, conf) in sources.items():
         t0 = time.process_time()
@@ -156,7 +163,7 @@ def accuracy(face: str, n_clips: int, n_frames: int, seed: int) -> dict:
                                "mean_weight_undriven": float(np.abs(fitted[:, undriven]).mean()),
                                "r": {k: round(v, 3) for k, v in corr.items()}}
         print(face, name, {k: v for k, v in result["fit"][name].items() if k != "r"}, flush=True)
-    print(face, {k: result[k] for k in ("dlib", "mediapipe")}, flush=True)
+    print(face, {k: result[k] for k in outputs}, flush=True)
     return result
 
 
@@ -172,7 +179,7 @@ def markdown(res: dict) -> str:
               "| face | detector | detection rate | NME mean | NME median | NME p90 | frames / CPU s |",
               "|---|---|---|---|---|---|---|"]
     for a in res["accuracy"]:
-        for det in ("dlib", "mediapipe"):
+        for det in ("dlib",) + tuple(f"mediapipe {m}" for m in MP_MODES):
             d = a[det]
             lines.append(f"| {a['face']} | {det} | {d['detection_rate']:.0%} | {d['nme_mean']:.4f} | "
                          f"{d['nme_median']:.4f} | {d['nme_p90']:.4f} | {d['frames_per_cpu_s']:.1f} |")
