@@ -70,6 +70,21 @@ def test_finds_the_face_in_every_frame_of_real_footage(detector, media_dir):
         assert np.median(steps / iod[1:]) < 0.05, name
 
 
+@pytest.mark.parametrize("tracking", ["stable", "mesh"])
+def test_tracked_crops_follow_the_face(media_dir, tracking):
+    """Both tracking rules keep the face through the smile clip, detecting only at the start."""
+    det = MediaPipeDetector(tracking=tracking)
+    calls = []
+    detect_faces = det.detect_faces
+    det.detect_faces = lambda frame: calls.append(1) or detect_faces(frame)
+    frames = read(media_dir, "real_face_smile.mp4")
+    points, confidence = det.detect(frames)
+    assert (confidence > 0.5).all() and np.isfinite(points).all()
+    assert len(calls) < len(frames) // 4  # tracked, not detected, frame after frame
+    with pytest.raises(ValueError, match="tracking"):
+        MediaPipeDetector(tracking="optical-flow")
+
+
 def test_fit_reprojection_on_real_footage(detector, media_dir, ict):
     frames = read(media_dir, "real_face_expressions_pexels.mp4")[::8]  # 59 frames across the clip
     points, confidence = detector.detect(frames)
