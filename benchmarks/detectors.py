@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tdmm_ray.landmarks.base import make_detector
+from tdmm_ray.landmarks.registry import make_detector
 from tdmm_ray.landmarks.fan_detector import WEIGHT_FILES, checkpoint_dir, missing_weights
 from tdmm_ray.render.video import read_video
 

@@ -166,7 +166,7 @@ class DiffusionConfig(Section):
 
 
 class LandmarksConfig(Section):
-    detector: Literal["projected", "dlib", "fan"] = "projected"
+    detector: Literal["projected", "dlib", "fan", "mediapipe"] = "projected"
     noise_px: float = Field(0.0, ge=0, description="Gaussian noise added to projected landmarks (pixels)")
     pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tdmm_ray.landmarks.base import BoxTracker, make_detector
+from tdmm_ray.landmarks.base import BoxTracker
+from tdmm_ray.landmarks.registry import make_detector
 from tdmm_ray.landmarks.fan_detector import WEIGHT_FILES, FanDetector, checkpoint_dir
 
 
@@ -66,7 +67,7 @@ def test_projected_landmarks_are_named_and_noised():
     with pytest.raises(ValueError, match="ground-truth"):
         noisy.detect(np.zeros((40, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="unknown landmark detector"):
-        make_detector("mediapipe")
+        make_detector("mediapipe-v2")
 
 
 def test_fan_missing_weights_is_a_clear_error(tmp_path, monkeypatch):

@@ -56,8 +56,8 @@ def check_diffusion_models(cfg: TdmmConfig) -> None:
     """Fail before any actor starts when a diffusion generator in the mix has no usable model folder."""
     used = diffusion_generators(cfg)
     if used and cfg.landmarks.detector == "projected":
-        raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib or "
-                         "fan (projected landmarks exist only for procedural clips)")
+        raise ValueError(f"generators {used} make clips without ground truth: set landmarks.detector to dlib, "
+                         "fan or mediapipe (projected landmarks exist only for procedural clips)")
     for name in used:
         mc = cfg.diffusion.family(name)
         check_model_config(name, mc)

@@ -1,7 +1,7 @@
 """The four data-engine stages as Ray Data actors (see base.py for the shared shard handling).
 
 synthesize: prompt rows -> clips (video on storage, procedural ground truth)
-landmarks:  clips -> 68 landmarks per frame (projected ground truth, dlib or FAN)
+landmarks:  clips -> landmarks per frame (projected ground truth, dlib or FAN: 68; MediaPipe: 468)
 fit:        landmarks of the whole shard -> one batched fit (identity, expression, pose, QC)
 corpus:     fitted clips that pass QC + prompt attributes + captions -> the text <-> motion corpus
 Every bad clip becomes a row with a status and an error; nothing raises out of a shard.
@@ -19,7 +19,7 @@ import torch
 from tdmm_ray.data_engine.base import ShardStage, error_text, rows_to_table
 from tdmm_ray.face.registry import load_face_model
 from tdmm_ray.fit.solver import BatchedFitter
-from tdmm_ray.landmarks import make_detector
+from tdmm_ray.landmarks import make_detector, point_set_of
 from tdmm_ray.landmarks.projected import ProjectedDetector
 from tdmm_ray.prompts.render import caption
 from tdmm_ray.render.video import read_video
@@ -160,15 +160,25 @@ class FitStage(ShardStage):
         super().__init__(cfg_json, storage_root)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = load_face_model(self.cfg.face).to(self.device)
-        self.fitter = BatchedFitter(self.model, self.cfg.fit, self.device)
+        self.fitters = {"ibug68": BatchedFitter(self.model, self.cfg.fit, self.device)}
+
+    def fitter(self, n_points: int):
+        """The fitter for landmarks of n_points points (68 iBUG, 468 MediaPipe), made when first seen."""
+        point_set = point_set_of(n_points)
+        if point_set not in self.fitters:
+            self.fitters[point_set] = BatchedFitter(self.model, self.cfg.fit, self.device, point_set)
+        return self.fitters[point_set]
 
     def process(self, shard: str, table: pa.Table) -> pa.Table:
         rows = table.to_pylist()
         good = [r for r in rows if r["status"] == "ok" and r.get("landmarks")]
         results: dict[str, dict] = {}
-        for size in {(r["width"], r["height"]) for r in good}:
-            batch = [r for r in good if (r["width"], r["height"]) == size]
-            results.update(self._fit(batch, size))
+        groups = {}  # one batched fit per frame size and landmark point set
+        for r in good:
+            groups.setdefault((r["width"], r["height"], len(r["landmarks"][0])), []).append(r)
+        for (w, h, n_points), group in groups.items():
+            for batch in _fit_batches(group, n_points, FIT_POINTS_PER_CALL):
+                results.update(self._fit(batch, (w, h), n_points))
         out = []
         for r in rows:
             base = {"clip_id": r["clip_id"], "face_model": self.model.name, **{k: r.get(k) for k in CARRIED}}
@@ -179,11 +189,11 @@ class FitStage(ShardStage):
                 out.append({**base, "qc_pass": False, "qc_reason": reason})
         return rows_to_table(out, FIT_COLUMNS + CARRIED)
 
-    def _fit(self, batch: list[dict], size: tuple[int, int]) -> dict[str, dict]:
-        """One batched solve for clips of one image size. If it raises, the clips are fitted one by
-        one (as landmarks and diffusion retry), so only the clip that fails gets the error."""
+    def _fit(self, batch: list[dict], size: tuple[int, int], n_points: int) -> dict[str, dict]:
+        """One batched solve for clips of one image size and point set. If it raises, the clips are
+        fitted one by one (as landmarks and diffusion retry), so only the clip that fails gets the error."""
         try:
-            return self._fit_batch(batch, size)
+            return self._fit_batch(batch, size, n_points)
         except Exception as err:  # noqa: BLE001 - find the failing clip(s) below
             if len(batch) == 1:
                 return {batch[0]["clip_id"]: {"qc_pass": False, "qc_reason": f"fit failed: {error_text(err)}"}}
@@ -191,19 +201,19 @@ class FitStage(ShardStage):
                         error_text(err))
         out: dict[str, dict] = {}
         for r in batch:
-            out.update(self._fit([r], size))
+            out.update(self._fit([r], size, n_points))
         return out
 
-    def _fit_batch(self, batch: list[dict], size: tuple[int, int]) -> dict[str, dict]:
+    def _fit_batch(self, batch: list[dict], size: tuple[int, int], n_points: int) -> dict[str, dict]:
         t_max = max(len(r["landmarks"]) for r in batch)
-        lms = np.full((len(batch), t_max, 68, 2), np.nan, np.float32)
+        lms = np.full((len(batch), t_max, n_points, 2), np.nan, np.float32)
         conf = np.zeros((len(batch), t_max), np.float32)
         for i, r in enumerate(batch):
             lm = np.asarray(r["landmarks"], np.float32)
             lms[i, :len(lm)] = lm
             conf[i, :len(lm)] = np.asarray(r["confidence"], np.float32)
         lengths = np.array([len(r["landmarks"]) for r in batch])
-        res = self.fitter.fit(lms, size, confidence=conf, lengths=lengths)
+        res = self.fitter(n_points).fit(lms, size, confidence=conf, lengths=lengths)
         out = {}
         for i, r in enumerate(batch):
             n = lengths[i]
@@ -215,6 +225,25 @@ class FitStage(ShardStage):
                 "nme": float(np.nanmean(c["nme"][:n])) if np.isfinite(c["nme"][:n]).any() else None,
                 "qc_pass": c["qc_pass"], "qc_reason": c["qc_reason"]}
         return out
+
+
+# Landmark points x frames in one batched fit: the solver's Jacobians are ~0.5 KB per point and
+# frame. 68-point shards of every preset fit in one call; 468-point shards are split (~7x larger).
+FIT_POINTS_PER_CALL = 4_000_000
+
+
+def _fit_batches(rows: list[dict], n_points: int, budget: int) -> list[list[dict]]:
+    """Consecutive groups of clips whose frames x n_points stay within `budget` (at least one clip)."""
+    batches: list[list[dict]] = []
+    used = 0
+    for r in rows:
+        size = len(r["landmarks"]) * n_points
+        if not batches or used + size > budget:
+            batches.append([])
+            used = 0
+        batches[-1].append(r)
+        used += size
+    return batches
 
 
 class CorpusStage(ShardStage):

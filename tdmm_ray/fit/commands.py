@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     p.add_argument("video", metavar="PATH_OR_URL", help="an .mp4 (local path or s3:// URL)")
     p.add_argument("--out", "-o", dest="params_out", required=True, metavar="PARAMS.npz",
                    help="where to write the fitted parameters (.npz, path or s3:// URL)")
-    p.add_argument("--detector", default="dlib", choices=("dlib", "fan"), help="landmark detector (default: dlib)")
+    p.add_argument("--detector", default="dlib", choices=("dlib", "fan", "mediapipe"),
+                   help="landmark detector (default: dlib)")
     p.add_argument("--face-model", default=None, choices=("builtin", "ict", "flame"),
                    help="face model (default: the config's face.model)")
     p.add_argument("--face-path", default=None, help="model file/folder for ict or flame")

@@ -19,9 +19,9 @@ MIN_LANDMARKS_PER_FRAME = 6  # fewer visible points cannot pin down a pose
 class Data:
     N: int
     T: int
-    obs: torch.Tensor  # [B,68,2] pixels (0 where missing), B = N*T
-    seen: torch.Tensor  # [B,68] bool: landmark present
-    weight: torch.Tensor  # [N,T,68] confidence x presence (0 where missing)
+    obs: torch.Tensor  # [B,L,2] pixels (0 where missing), B = N*T, L points (68 iBUG, 468 MediaPipe)
+    seen: torch.Tensor  # [B,L] bool: landmark present (and usable: its point weight > 0)
+    weight: torch.Tensor  # [N,T,L] confidence x point weight x presence (0 where missing)
     frame_valid: torch.Tensor  # [N,T] bool: frame has enough landmarks
     exists: torch.Tensor  # [N,T] bool: frame is inside the clip (not padding)
     pair: torch.Tensor  # [N,T-1] float: frames t and t+1 both exist
@@ -30,6 +30,11 @@ class Data:
     principal: torch.Tensor  # [2]
     log_focal0: torch.Tensor  # [N]
     fix_focal: bool
+    eye_outer: tuple[int, int] = EYE_OUTER  # the point set's outer eye corners (IOD)
+
+    @property
+    def L(self) -> int:
+        return int(self.obs.shape[1])
 
 
 @dataclass
@@ -56,22 +61,25 @@ def log_focal_init(width: int, fov_deg: float) -> float:
     return math.log(width / (2 * math.tan(math.radians(fov_deg) / 2)))
 
 
-def _confidence(confidence, n: int, t: int, device) -> torch.Tensor:
+def _confidence(confidence, n: int, t: int, device, n_points: int = N_LANDMARKS) -> torch.Tensor:
     if confidence is None:
-        return torch.ones(n, t, N_LANDMARKS, device=device)
+        return torch.ones(n, t, n_points, device=device)
     conf = torch.as_tensor(np.asarray(confidence), dtype=torch.float32, device=device)
     if conf.shape == (n, t):
-        conf = conf[..., None].expand(n, t, N_LANDMARKS)
-    if conf.shape != (n, t, N_LANDMARKS):
-        raise ValueError(f"confidence must be [N,T] or [N,T,68] = [{n},{t}(,68)], got {tuple(conf.shape)}")
+        conf = conf[..., None].expand(n, t, n_points)
+    if conf.shape != (n, t, n_points):
+        raise ValueError(f"confidence must be [N,T] or [N,T,L] = [{n},{t}(,{n_points})], got {tuple(conf.shape)}")
     return torch.nan_to_num(conf, nan=0.0).clamp(min=0.0)
 
 
 def prepare(landmarks, image_size: tuple[int, int], confidence, lengths, device, fov_deg: float,
-            focal: float | None) -> Data:
+            focal: float | None, point_weight: torch.Tensor | None = None,
+            eye_outer: tuple[int, int] = EYE_OUTER) -> Data:
+    """point_weight [L] (None: all 1) scales each point's confidence; points of weight 0 are unused."""
     lm = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32, device=device)
-    if lm.ndim != 4 or lm.shape[2:] != (N_LANDMARKS, 2):
-        raise ValueError(f"landmarks must be [N,T,68,2], got {tuple(lm.shape)}")
+    n_points = N_LANDMARKS if point_weight is None else int(point_weight.shape[0])
+    if lm.ndim != 4 or lm.shape[2:] != (n_points, 2):
+        raise ValueError(f"landmarks must be [N,T,{n_points},2] for this point set, got {tuple(lm.shape)}")
     width, height = (int(v) for v in image_size)
     if width <= 0 or height <= 0:
         raise ValueError(f"image_size must be positive (width, height), got {image_size}")
@@ -82,14 +90,18 @@ def prepare(landmarks, image_size: tuple[int, int], confidence, lengths, device,
         if lengths_t.shape != (n,) or bool((lengths_t < 0).any() | (lengths_t > t).any()):
             raise ValueError(f"lengths must be [N={n}] values in 0..{t}, got {lengths}")
         exists = torch.arange(t, device=device)[None] < lengths_t[:, None]
-    seen = torch.isfinite(lm).all(-1) & exists[..., None]
+    usable = torch.ones(n_points, dtype=torch.bool, device=device) if point_weight is None else point_weight > 0
+    seen = torch.isfinite(lm).all(-1) & exists[..., None] & usable
     frame_valid = seen.sum(-1) >= MIN_LANDMARKS_PER_FRAME
     seen = seen & frame_valid[..., None]
-    weight = _confidence(confidence, n, t, device) * seen
+    weight = _confidence(confidence, n, t, device, n_points) * seen
+    if point_weight is not None:
+        weight = weight * point_weight.to(device)
     obs = torch.where(seen[..., None], lm, torch.zeros_like(lm))
 
-    eyes_seen = seen[..., EYE_OUTER[0]] & seen[..., EYE_OUTER[1]]
-    iod = torch.linalg.norm(obs[..., EYE_OUTER[0], :] - obs[..., EYE_OUTER[1], :], dim=-1)
+    left, right = eye_outer
+    eyes_seen = seen[..., left] & seen[..., right]
+    iod = torch.linalg.norm(obs[..., left, :] - obs[..., right, :], dim=-1)
     iod = torch.where(eyes_seen & (iod > 1e-3), iod, torch.nan)
     clip_iod = torch.nanmedian(iod, dim=1).values
     # A clip without a measurable face still needs a finite scale (it fails QC later anyway).
@@ -100,11 +112,12 @@ def prepare(landmarks, image_size: tuple[int, int], confidence, lengths, device,
     log_f0 = math.log(focal) if focal is not None else log_focal_init(width, fov_deg)
     if focal is not None and focal <= 0:
         raise ValueError(f"focal must be > 0 pixels, got {focal}")
-    return Data(N=n, T=t, obs=obs.reshape(n * t, N_LANDMARKS, 2), seen=seen.reshape(n * t, N_LANDMARKS),
+    return Data(N=n, T=t, obs=obs.reshape(n * t, n_points, 2), seen=seen.reshape(n * t, n_points),
                 weight=weight, frame_valid=frame_valid, exists=exists,
                 pair=(exists[:, 1:] & exists[:, :-1]).float(), iod=iod,
                 scale_b=clip_iod.repeat_interleave(t), principal=torch.tensor([width / 2, height / 2], device=device),
-                log_focal0=torch.full((n,), log_f0, device=device), fix_focal=focal is not None)
+                log_focal0=torch.full((n,), log_f0, device=device), fix_focal=focal is not None,
+                eye_outer=eye_outer)
 
 
 def initial_state(d: Data, lmf, k_id: int, k_exp: int, bounds: tuple[float, float]) -> State:
@@ -113,12 +126,12 @@ def initial_state(d: Data, lmf, k_id: int, k_exp: int, bounds: tuple[float, floa
     lo, hi = bounds
     expression = torch.zeros(d.N, d.T, k_exp, device=device).clamp(lo, hi)
     mean = lmf.points(torch.zeros(1, k_id, device=device), expression[:1, 0] if d.T else
-                      torch.zeros(1, k_exp, device=device))[0]  # [68,3]
-    model_iod = torch.linalg.norm(mean[EYE_OUTER[0]] - mean[EYE_OUTER[1]])
+                      torch.zeros(1, k_exp, device=device))[0]  # [L,3]
+    model_iod = torch.linalg.norm(mean[d.eye_outer[0]] - mean[d.eye_outer[1]])
     f = d.log_focal0.exp()[:, None]  # [N,1]
     depth = f * model_iod / d.iod  # [N,T]
-    seen = d.seen.reshape(d.N, d.T, N_LANDMARKS, 1).float()
-    obs = d.obs.reshape(d.N, d.T, N_LANDMARKS, 2)
+    seen = d.seen.reshape(d.N, d.T, d.L, 1).float()
+    obs = d.obs.reshape(d.N, d.T, d.L, 2)
     centroid = (obs * seen).sum(2) / seen.sum(2).clamp(min=1)  # [N,T,2]
     has = d.frame_valid[..., None].float()
     clip_centroid = (centroid * has).sum(1) / has.sum(1).clamp(min=1)

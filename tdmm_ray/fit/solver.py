@@ -99,11 +99,14 @@ def robust_weights(e: torch.Tensor, sigma: float, kind: str) -> tuple[torch.Tens
 class BatchedFitter:
     """Fits one face model to batches of landmark sequences; keeps the landmark rows on `device`."""
 
-    def __init__(self, model: FaceModel, config: FitConfig | None = None, device: str | torch.device = "cpu"):
+    def __init__(self, model: FaceModel, config: FitConfig | None = None, device: str | torch.device = "cpu",
+                 point_set: str = "ibug68"):
+        """point_set: the detector's points ("ibug68", or "mediapipe468" with the model's embedding)."""
         self.model = model
         self.config = config or FitConfig()
         self.device = torch.device(device)
-        self.lmf = landmark_function(model, self.device)
+        self.lmf = landmark_function(model, self.device, point_set=point_set)
+        self.point_set = point_set
         self.flip = FLIP.to(self.device)
         lo, hi = model.expression_range
         self.bounds = (float(lo), float(hi))
@@ -113,7 +116,7 @@ class BatchedFitter:
     def _project(self, s: prob.State, d: prob.Data):
         """Camera points and pixel projections for every frame ([B,...], B = N*T)."""
         b_id = s.identity.repeat_interleave(d.T, 0)
-        x = self.lmf.points(b_id, s.expression.reshape(-1, self.k_exp))  # [B,68,3]
+        x = self.lmf.points(b_id, s.expression.reshape(-1, self.k_exp))  # [B,L,3]
         rot = geometry.axis_angle_to_matrix(s.rotation.reshape(-1, 3))
         y = x @ rot.transpose(1, 2)  # R X
         p = y * self.flip + s.translation.reshape(-1, 1, 3)
@@ -127,7 +130,7 @@ class BatchedFitter:
         uv = self._project(s, d)[-1]
         r = (uv - d.obs) / d.scale_b[:, None, None]
         rho, _ = robust_weights((r * r).sum(-1), sigma, self.config.robust)
-        data = (d.weight.reshape(-1, 68) * rho).reshape(d.N, -1).sum(1)
+        data = (d.weight.reshape(-1, d.L) * rho).reshape(d.N, -1).sum(1)
         c = self.config
         prior = (c.expression_prior * (s.expression**2).sum((1, 2)) + c.identity_prior * (s.identity**2).sum(1)
                  + c.focal_prior * (s.log_focal - d.log_focal0) ** 2)
@@ -140,14 +143,14 @@ class BatchedFitter:
 
     # ---- one Levenberg-Marquardt step ------------------------------------------------------
     def _normal_equations(self, s: prob.State, d: prob.Data, sigma: float):
-        N, T, K, B = d.N, d.T, self.k_exp, d.N * d.T
+        N, T, K, B, L = d.N, d.T, self.k_exp, d.N * d.T, d.L
         b_id, x, rot, y, p, z, f, uv = self._project(s, d)
         scale = d.scale_b[:, None, None]
-        r = (uv - d.obs) / scale  # [B,68,2]
+        r = (uv - d.obs) / scale  # [B,L,2]
         _, w_rob = robust_weights((r * r).sum(-1), sigma, self.config.robust)
-        wt = (d.weight.reshape(B, 68) * w_rob).repeat_interleave(2, 1)  # [B,136]
-        # d uv / d P, already divided by the clip's face scale: [B,68,2,3]
-        a = torch.zeros(B, 68, 2, 3, device=self.device)
+        wt = (d.weight.reshape(B, L) * w_rob).repeat_interleave(2, 1)  # [B,2L]
+        # d uv / d P, already divided by the clip's face scale: [B,L,2,3]
+        a = torch.zeros(B, L, 2, 3, device=self.device)
         a[..., 0, 0] = a[..., 1, 1] = (f / z)[..., 0]
         a[..., :, 2] = -f * p[..., :2] / (z * z)
         a = a / scale[..., None]
@@ -156,17 +159,17 @@ class BatchedFitter:
         afr = af @ rot[:, None]
         j_id, j_exp = self.lmf.jacobians(b_id, s.expression.reshape(B, K))
         pattern = "blij,ljk->blik" if j_exp.ndim == 3 else "blij,bljk->blik"
-        jp = torch.cat([torch.einsum(pattern, afr, j_exp), j_rot, a], -1).reshape(B, 136, K + 6)
+        jp = torch.cat([torch.einsum(pattern, afr, j_exp), j_rot, a], -1).reshape(B, 2 * L, K + 6)
         js = torch.cat([torch.einsum(pattern, afr, j_id), ((uv - d.principal) / scale)[..., None]],
-                       -1).reshape(B, 136, self.k_id + 1)
-        rw = (r.reshape(B, 136) * wt)[..., None]
+                       -1).reshape(B, 2 * L, self.k_id + 1)
+        rw = (r.reshape(B, 2 * L) * wt)[..., None]
         jpw = jp * wt[..., None]
         h_pp = (jp.transpose(1, 2) @ jpw).to(SOLVE_DTYPE)
         g_p = (jp.transpose(1, 2) @ rw)[..., 0].to(SOLVE_DTYPE)
         h_ps = (jpw.transpose(1, 2) @ js).to(SOLVE_DTYPE)
-        js_c = js.reshape(N, T * 136, -1)
-        h_ss = (js_c.transpose(1, 2) @ (js_c * wt.reshape(N, T * 136, 1))).to(SOLVE_DTYPE)
-        g_s = (js_c.transpose(1, 2) @ rw.reshape(N, T * 136, 1))[..., 0].to(SOLVE_DTYPE)
+        js_c = js.reshape(N, T * 2 * L, -1)
+        h_ss = (js_c.transpose(1, 2) @ (js_c * wt.reshape(N, T * 2 * L, 1))).to(SOLVE_DTYPE)
+        g_s = (js_c.transpose(1, 2) @ rw.reshape(N, T * 2 * L, 1))[..., 0].to(SOLVE_DTYPE)
         self._add_priors(s, d, h_pp, g_p, h_ss, g_s)
         return h_pp, g_p, h_ps, h_ss, g_s
 
@@ -262,10 +265,13 @@ class BatchedFitter:
     @torch.no_grad()
     def fit(self, landmarks, image_size: tuple[int, int], confidence=None, lengths=None,
             focal: float | None = None) -> FitResult:
-        """landmarks [N,T,68,2] pixels (NaN where missing), image_size (width, height),
-        confidence [N,T] or [N,T,68] (None: 1), lengths [N] real frames per clip (None: all T)."""
+        """landmarks [N,T,L,2] pixels (NaN where missing; L points of this fitter's point set),
+        image_size (width, height), confidence [N,T] or [N,T,L] (None: 1), lengths [N] real frames
+        per clip (None: all T). The point set's per-point weights multiply the confidence."""
         c = self.config
-        d = prob.prepare(landmarks, image_size, confidence, lengths, self.device, c.fov_init_deg, focal)
+        emb = self.lmf.embedding
+        d = prob.prepare(landmarks, image_size, confidence, lengths, self.device, c.fov_init_deg, focal,
+                         point_weight=emb.weight.to(self.device), eye_outer=emb.eye_outer)
         s = prob.initial_state(d, self.lmf, self.k_id, self.k_exp, self.bounds)
         mu = torch.full((d.N,), 1e-3, device=self.device)
         total = c.rigid_iterations + c.iterations
@@ -285,9 +291,9 @@ class BatchedFitter:
         return self._result(s, d)
 
     def _result(self, s: prob.State, d: prob.Data) -> FitResult:
-        uv = self._project(s, d)[-1].reshape(d.N, d.T, 68, 2)
-        err = torch.linalg.norm(uv - d.obs.reshape(d.N, d.T, 68, 2), dim=-1)
-        seen = d.seen.reshape(d.N, d.T, 68)
+        uv = self._project(s, d)[-1].reshape(d.N, d.T, d.L, 2)
+        err = torch.linalg.norm(uv - d.obs.reshape(d.N, d.T, d.L, 2), dim=-1)
+        seen = d.seen.reshape(d.N, d.T, d.L)
         n = seen.sum(-1)
         rep = torch.where(n > 0, (err * seen).sum(-1) / n.clamp(min=1), torch.nan)
         nme = rep / d.iod
@@ -301,6 +307,6 @@ class BatchedFitter:
 
 def fit_landmarks(model: FaceModel, landmarks, image_size: tuple[int, int], confidence=None, lengths=None,
                   config: FitConfig | None = None, device: str | torch.device = "cpu",
-                  focal: float | None = None) -> FitResult:
-    """One-call form of BatchedFitter(model, config, device).fit(...)."""
-    return BatchedFitter(model, config, device).fit(landmarks, image_size, confidence, lengths, focal)
+                  focal: float | None = None, point_set: str = "ibug68") -> FitResult:
+    """One-call form of BatchedFitter(model, config, device, point_set).fit(...)."""
+    return BatchedFitter(model, config, device, point_set).fit(landmarks, image_size, confidence, lengths, focal)

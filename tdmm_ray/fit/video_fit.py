@@ -15,7 +15,7 @@ from tdmm_ray.config import FitConfig
 from tdmm_ray.face import geometry
 from tdmm_ray.face.model import FaceModel
 from tdmm_ray.fit.solver import FitResult, fit_landmarks
-from tdmm_ray.landmarks.base import make_detector
+from tdmm_ray.landmarks.registry import make_detector, point_set_of
 from tdmm_ray.storage import filesystem, is_s3
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ MAX_WIRE_FACES = 900  # triangles drawn per frame in overlays
 class VideoFit:
     frames: np.ndarray  # [T,H,W,3] uint8 RGB
     fps: float
-    landmarks: np.ndarray  # [T,68,2]
+    landmarks: np.ndarray  # [T,L,2] (68 iBUG points, or 468 for MediaPipe)
     confidence: np.ndarray  # [T]
     detector: str
     fit: FitResult  # one clip (N = 1)
@@ -56,7 +56,8 @@ def fit_video(source: str, model: FaceModel, detector: str = "dlib", max_frames:
     found = np.isfinite(landmarks[:, 0, 0])
     log.info("%s: %d frames, face in %d (%s)", source, len(frames), int(found.sum()), det.name)
     h, w = frames.shape[1:3]
-    fit = fit_landmarks(model, landmarks[None], (w, h), confidence=confidence[None], config=config, device=device)
+    fit = fit_landmarks(model, landmarks[None], (w, h), confidence=confidence[None], config=config, device=device,
+                        point_set=point_set_of(landmarks.shape[1]))
     return VideoFit(frames, fps, landmarks, confidence, det.name, fit)
 
 

@@ -1,7 +1,7 @@
 """The landmark-detector interface and the face-box tracking shared by the image detectors.
 
-Every detector maps a clip's frames uint8 [T,H,W,3] (RGB) to landmarks float32 [T,68,2] (pixels,
-NaN where no face) and a confidence float32 [T] (0 where no face), and has a `name` that is stored
+Every detector maps a clip's frames uint8 [T,H,W,3] (RGB) to landmarks float32 [T,L,2] (pixels,
+NaN where no face; L = 68 iBUG points for dlib/FAN/projected, 468 for MediaPipe) and a confidence float32 [T] (0 where no face), and has a `name` that is stored
 with its output (so corpus rows always say where their landmarks came from).
 """
 
@@ -12,6 +12,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 N_LANDMARKS = 68
+# Point sets: what a landmark array's second axis means. iBUG 68 is what dlib, FAN and the face
+# models' built-in embeddings give; MediaPipe's face mesh gives 468 (its canonical mesh order).
+POINT_SETS = {"ibug68": 68, "mediapipe468": 468}
 
 
 class LandmarkDetector(ABC):
@@ -19,7 +22,7 @@ class LandmarkDetector(ABC):
 
     @abstractmethod
     def detect(self, frames: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-        """frames uint8 [T,H,W,3] -> (landmarks float32 [T,68,2], confidence float32 [T])."""
+        """frames uint8 [T,H,W,3] -> (landmarks float32 [T,L,2], confidence float32 [T])."""
 
     def detect_clips(self, clips: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Several clips (frame sizes may differ) -> per clip what `detect` gives. Detectors that
@@ -104,20 +107,3 @@ class BoxTracker:
             box = self.smoothing * self.box + (1 - self.smoothing) * box
         self.box = box
         return box
-
-
-def make_detector(name: str, **kwargs) -> LandmarkDetector:
-    """'dlib' | 'fan' | 'projected' (kwargs go to the detector's constructor)."""
-    if name == "dlib":
-        from tdmm_ray.landmarks.dlib_detector import DlibDetector
-
-        return DlibDetector(**kwargs)
-    if name == "fan":
-        from tdmm_ray.landmarks.fan_detector import FanDetector
-
-        return FanDetector(**kwargs)
-    if name == "projected":
-        from tdmm_ray.landmarks.projected import ProjectedDetector
-
-        return ProjectedDetector(**kwargs)
-    raise ValueError(f"unknown landmark detector {name!r}; allowed: dlib, fan, projected")
