@@ -10,14 +10,15 @@ its own random stream (a CPU `torch.Generator` seeded from its seed, drawn once 
 that row only). Constraints and filters act row by row. So a row's tokens depend only on its own
 prompt and settings: alone or in any batch, in any order.
 
-The loop is three separate parts: `decode` (model steps with the KV cache), constraints
-(`Constraint`: step, tokens so far, logits -> logits) and `sample_rows` (per-row filtering and
-drawing). A new constraint (e.g. a repetition penalty) is one more callable in the list.
+The loop is separate parts: `decode` (the loop), a stepper (model steps with a KV cache: the lean
+static decoder of lm/static_decoder.py, or the Hugging Face forward), constraints (`Constraint`:
+step, tokens so far, logits -> logits) and `RowSampler` (per-row filtering and drawing). A new constraint (e.g. a repetition penalty) is one more callable in the list.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from tdmm_ray.lm import static_decoder
 from tdmm_ray.lm.data import l2m_prompt_ids, m2l_prompt_ids
 from tdmm_ray.lm.text_tokenizer import ROLE_TOKENS
 from tdmm_ray.lm.vocab import marker_ids, motion_token_range, token_ids_to_codes
@@ -132,60 +134,106 @@ def left_pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def sample_rows(logits: torch.Tensor, rows: Sequence[Sampling], generators: Sequence[torch.Generator],
-                active: torch.Tensor) -> torch.Tensor:
-    """Next token of every row: argmax for greedy rows; for the others temperature, then top-k, then
-    top-p (the smallest set of most likely tokens reaching p), then one uniform draw from the row's
-    own generator. Inactive (finished) rows draw nothing."""
-    out = logits.argmax(-1)
-    hot = [b for b, r in enumerate(rows) if r.temperature > 0 and bool(active[b])]
-    if not hot:
+class RowSampler:
+    """Next token of every row: argmax for greedy rows; for the others temperature, then (for rows
+    that ask for them) top-k and top-p over the row's sorted scores, then one uniform draw from the
+    row's own generator. Finished rows draw nothing. Whether a row takes the sorted path depends only
+    on its own settings, so the same draw picks the same token alone or batched."""
+
+    def __init__(self, rows: Sequence[Sampling]):
+        self.rows = list(rows)
+        self.generators = [torch.Generator().manual_seed(r.seed) for r in rows]
+        self.hot = torch.tensor([r.temperature > 0 for r in rows])
+        self.filtered = torch.tensor([r.temperature > 0 and (r.top_k > 0 or r.top_p < 1) for r in rows])
+        self.temperature = torch.tensor([r.temperature or 1.0 for r in rows])
+        self.top_k = torch.tensor([r.top_k for r in rows])
+        self.top_p = torch.tensor([r.top_p for r in rows])
+
+    def __call__(self, logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        out = logits.argmax(-1)
+        for filtered in (False, True):
+            rows = (self.hot & active & (self.filtered == filtered)).nonzero()[:, 0]
+            if len(rows):
+                out[rows] = self._draw(logits[rows], rows, filtered)
         return out
-    width = logits.shape[-1]
-    temperature = torch.tensor([rows[b].temperature for b in hot], dtype=logits.dtype)
-    top_k = torch.tensor([rows[b].top_k or width for b in hot]).clamp(max=width)
-    top_p = torch.tensor([rows[b].top_p for b in hot], dtype=logits.dtype)
-    scores, order = torch.sort(logits[hot] / temperature[:, None], dim=-1, descending=True, stable=True)
-    scores = scores.masked_fill(torch.arange(width)[None, :] >= top_k[:, None], -math.inf)
-    probs = scores.softmax(-1)
-    before = probs.cumsum(-1) - probs  # mass of the more likely tokens; the first token is always kept
-    probs = probs.masked_fill(before >= top_p[:, None], 0.0)
-    cdf = probs.cumsum(-1)
-    u = torch.stack([torch.rand((), generator=generators[b], dtype=torch.float64) for b in hot]).to(cdf.dtype)
-    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).clamp(max=width - 1)
-    out[hot] = order.gather(-1, pick)[:, 0]
-    return out
+
+    def _draw(self, logits: torch.Tensor, rows: torch.Tensor, filtered: bool) -> torch.Tensor:
+        width = logits.shape[-1]
+        scores = logits / self.temperature[rows, None]
+        order = None
+        if filtered:
+            scores, order = torch.sort(scores, dim=-1, descending=True, stable=True)
+            k = torch.where(self.top_k[rows] > 0, self.top_k[rows], width)
+            scores = scores.masked_fill(torch.arange(width)[None, :] >= k[:, None], -math.inf)
+        probs = scores.softmax(-1)
+        if filtered:  # keep the most likely tokens until their mass reaches top_p (the first always)
+            probs = probs.masked_fill(probs.cumsum(-1) - probs >= self.top_p[rows, None], 0.0)
+        cdf = probs.cumsum(-1)
+        u = torch.stack([torch.rand((), generator=self.generators[b], dtype=torch.float64) for b in rows.tolist()])
+        pick = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1])[:, None]).clamp(max=width - 1)
+        return pick[:, 0] if order is None else order.gather(-1, pick)[:, 0]
+
+
+class HFStepper:
+    """The Hugging Face forward with its own KV cache: any causal LM."""
+
+    def __init__(self, model: PreTrainedModel):
+        self.model, self.device = model, next(model.parameters()).device
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, max_new: int) -> torch.Tensor:
+        self.mask, self.past = mask, None
+        return self._forward(ids, (mask.cumsum(-1) - 1).clamp(min=0))
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones((len(tokens), 1), dtype=self.mask.dtype)], 1)
+        return self._forward(tokens[:, None], self.mask.sum(-1, keepdim=True) - 1)
+
+    def _forward(self, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=ids.to(self.device), attention_mask=self.mask.to(self.device),
+                         position_ids=position.to(self.device), past_key_values=self.past, use_cache=True,
+                         logits_to_keep=1)
+        self.past = out.past_key_values
+        return out.logits[:, -1, :]
+
+
+_LEAN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def stepper(model: PreTrainedModel, lean: bool = True):
+    """The lean static-cache decoder where the model's config allows it (built once per set of
+    weights: rebuilt when any parameter changed in place), else the Hugging Face forward."""
+    if not (lean and static_decoder.supports(model)):
+        return HFStepper(model)
+    versions = tuple(p._version for p in model.parameters())
+    cached = _LEAN.get(model)
+    if cached is None or cached[0] != versions:
+        cached = _LEAN[model] = (versions, static_decoder.StaticDecoder(model))
+    return cached[1]
 
 
 def decode(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int, eos_id: int, max_new: int,
-           rows: Sequence[Sampling], constraints: Sequence[Constraint]) -> list[list[int]]:
-    """Token ids each row generates (up to, not including, eos), one model step per token with the
+           rows: Sequence[Sampling], constraints: Sequence[Constraint], lean: bool = True) -> list[list[int]]:
+    """Token ids each row generates (up to, not including, eos), one model step per token with a
     KV cache; stops when every row has ended."""
     if len(rows) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(rows)} sampling settings")
     ids, mask = left_pad(prompts, pad_id)
-    device = next(model.parameters()).device
-    generators = [torch.Generator().manual_seed(r.seed) for r in rows]
+    sample = RowSampler(rows)
     generated = torch.full((len(prompts), max_new), pad_id, dtype=torch.long)
     done = torch.zeros(len(prompts), dtype=torch.bool)
-    position = (mask.cumsum(-1) - 1).clamp(min=0)
-    past, step_ids = None, ids
+    run = stepper(model, lean)
     with torch.inference_mode():
+        logits = run.prefill(ids, mask, max_new)
         for step in range(max_new):
-            out = model(input_ids=step_ids.to(device), attention_mask=mask.to(device), position_ids=position.to(device),
-                        past_key_values=past, use_cache=True, logits_to_keep=1)
-            past = out.past_key_values
-            logits = out.logits[:, -1, :].float().cpu()
+            logits = logits.float().cpu()
             for constraint in constraints:
                 logits = constraint(step, generated[:, :step], logits)
-            token = torch.where(done, pad_id, sample_rows(logits, rows, generators, ~done))
+            token = torch.where(done, pad_id, sample(logits, ~done))
             generated[:, step] = token
             done |= token == eos_id
-            if bool(done.all()):
+            if bool(done.all()) or step == max_new - 1:
                 break
-            step_ids = token[:, None]
-            mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=mask.dtype)], 1)
-            position = mask.sum(-1, keepdim=True) - 1
+            logits = run.step(token)
     result = []
     for row in generated.tolist():
         result.append(row[:row.index(eos_id)] if eos_id in row else row)

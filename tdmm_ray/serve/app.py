@@ -7,10 +7,11 @@ use (tdmm_ray.serve.app:build_app); `tdmm serve RUN_URL` runs the same applicati
 
 import json
 import logging
+import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import Field, TypeAdapter, ValidationError
 from ray import serve
@@ -65,8 +66,16 @@ def parse_json(data: bytes):
         raise HTTPException(400, f"body is not valid JSON: {err}") from None
 
 
-def answer(result: dict) -> dict:
-    """A replica's per-request result, or the 4xx/5xx it carries for this request alone."""
+def answer(result: dict, response: Response, started: float, sent: float) -> dict:
+    """A replica's per-request result, or the 4xx/5xx it carries for this request alone. Sets
+    Server-Timing: ingress (checks before the call), handle (the round trip to the model replica),
+    queue (waiting there for a batch), model (the batch's work) and the batch size as a metric."""
+    timing = result.pop("_timing", None)
+    if timing:
+        handle_ms = (time.perf_counter() - sent) * 1000
+        response.headers["Server-Timing"] = (
+            f"ingress;dur={(sent - started) * 1000:.2f}, handle;dur={handle_ms:.2f}, "
+            f"queue;dur={timing['queue_ms']:.2f}, model;dur={timing['model_ms']:.2f}, batch;desc={timing['batch']}")
     if "error" in result:
         raise HTTPException(result.get("status", 500), result["error"])
     return result
@@ -100,7 +109,8 @@ class Ingress:
                            "max_body_bytes": MAX_BODY_BYTES, "max_preview_s": MAX_PREVIEW_S}}
 
     @api.post("/v1/text-to-motion", response_model=TextToMotionResponse, response_model_exclude_none=True)
-    async def text_to_motion(self, body: TextToMotionRequest) -> dict:
+    async def text_to_motion(self, body: TextToMotionRequest, response: Response) -> dict:
+        started = time.perf_counter()
         if len(body.prompt) > self.limits.max_prompt_chars:
             raise HTTPException(413, f"prompt has {len(body.prompt)} characters; the limit is {self.limits.max_prompt_chars}")
         model_fps = (await self._model_info())["fps"]
@@ -110,7 +120,8 @@ class Ingress:
         if "mp4" in body.formats and body.duration_s > MAX_PREVIEW_S:
             raise HTTPException(413, f"the mp4 preview is rendered for clips up to {MAX_PREVIEW_S:g} s; "
                                      f"asked for {body.duration_s:g} s (the other formats have no such limit)")
-        return answer(await self.l2m.remote(body.model_dump()))
+        sent = time.perf_counter()
+        return answer(await self.l2m.remote(body.model_dump()), response, started, sent)
 
     @api.post("/v1/motion-to-text", response_model=MotionToTextResponse,
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -118,7 +129,8 @@ class Ingress:
                   "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
                       "file": {"type": "string", "format": "binary", "description": ".npz (expression, rotation) or Live Link Face CSV"},
                       "fps": {"type": "integer", "minimum": 1, "maximum": 60, "default": 25}}}}}}})
-    async def motion_to_text(self, request: Request) -> dict:
+    async def motion_to_text(self, request: Request, response: Response) -> dict:
+        started = time.perf_counter()
         info = await self._model_info()
         n_expression = len(info["expression_names"])
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -144,7 +156,9 @@ class Ingress:
         if rotation is not None and rotation.shape != (n, 3):
             raise HTTPException(422, f"rotation must be [{n},3] to match expression, got {list(rotation.shape)}")
         parameters = {"expression": expression, "rotation": rotation}
-        return answer(await self.m2l.remote({**body, "parameters": parameters, "fps": fps, "arkit": arkit}))
+        sent = time.perf_counter()
+        return answer(await self.m2l.remote({**body, "parameters": parameters, "fps": fps, "arkit": arkit}),
+                      response, started, sent)
 
     def _json_motion(self, fields) -> dict:
         try:
