@@ -203,3 +203,32 @@ def test_motion_to_text_keeps_its_own_sampling_in_any_batch(lm):
     for i in range(len(codes)):
         alone = describe_codes(model, tok, [codes[i]], max_new_tokens=8, temperature=temps[i], seed=seeds[i])
         assert alone == [batch[i]], i
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+def test_lean_decoder_matches_the_hugging_face_forward(arch):
+    from tdmm_ray.lm import static_decoder
+    from tdmm_ray.lm.generate import HFStepper, left_pad
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, tok = prepare_base(LMConfig(arch=arch, hidden_size=32, layers=2, heads=2, vocab_size=300), CODEBOOK,
+                                  tokenizer_texts(synthetic_corpus(16, CODEBOOK)))
+        model.eval()
+        with torch.no_grad():
+            for p in model.parameters():  # away from the initialisation's ones and zeros
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+        assert static_decoder.supports(model)
+        ids, mask = left_pad([[5, 6, 7, 8, 9, 10], [11, 12, 13]], tok.pad_token_id)
+        hf, lean = HFStepper(model), static_decoder.StaticDecoder(model)
+        with torch.inference_mode():
+            torch.testing.assert_close(lean.prefill(ids, mask, 3), hf.prefill(ids, mask, 3), rtol=1e-5, atol=1e-5)
+            for step in ([20, 21], [22, 23], [24, 25]):
+                torch.testing.assert_close(lean.step(torch.tensor(step)), hf.step(torch.tensor(step)), rtol=1e-5, atol=1e-5)
+        prompts = ["a happy face", "a strong angry face, shaking head"]
+        fast = generate_motion_codes(model, tok, prompts, [0.3, 0.5], temperature=[0.0, 1.0], seed=[0, 4])
+        slow = generate_motion_codes(model, tok, prompts, [0.3, 0.5], temperature=[0.0, 1.0], seed=[0, 4], lean=False)
+        assert slow == fast
+    finally:
+        torch.set_num_threads(threads)

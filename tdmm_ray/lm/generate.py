@@ -245,11 +245,11 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
                           temperature: float | Sequence[float] = 0.8, top_k: int | Sequence[int] = 0,
                           top_p: float | Sequence[float] = 1.0, seed: int | Sequence[int] = 0,
                           length_tolerance: float = 0.0, with_duration_hint: bool = True,
-                          decode_tokens: Callable[[list[int]], Any] | None = None) -> list[Any]:
+                          decode_tokens: Callable[[list[int]], Any] | None = None, lean: bool = True) -> list[Any]:
     """Language2Motion: one motion-code list per prompt (or `decode_tokens(codes)` when given, e.g.
     the VQ decoder turning codes into per-frame parameters). Lengths follow `seconds`; with
     `length_tolerance` t the model may end anywhere within +-t of the target. Sampling settings are
-    scalars (every prompt) or one per prompt."""
+    scalars (every prompt) or one per prompt. lean=False forces the Hugging Face forward."""
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts given")
@@ -269,7 +269,7 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     batch = [l2m_prompt_ids(tokenizer, p.strip(), s if with_duration_hint else None) + [start_id]
              for p, s in zip(prompts, durations)]
     out = decode(model, batch, tokenizer.pad_token_id, end_id, int(hi.max()) + 1, rows,
-                 [MotionOnly(motion_token_range(tokenizer), end_id, lo, hi)])
+                 [MotionOnly(motion_token_range(tokenizer), end_id, lo, hi)], lean=lean)
     results = []
     for row in out:
         codes = token_ids_to_codes(row, tokenizer)

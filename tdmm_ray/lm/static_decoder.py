@@ -47,7 +47,9 @@ class StaticDecoder:
                 "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
                 "o": a.o_proj.weight, "gate_up": torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(),
                 "down": m.down_proj.weight,
-                "q_norm": a.q_norm.weight if self.qk_norm else None, "k_norm": a.k_norm.weight if self.qk_norm else None,
+                # q and k are normalised (Qwen3) and rotated together: one weight row per head
+                "qk_norm": torch.cat([a.q_norm.weight.expand(self.heads, -1), a.k_norm.weight.expand(self.kv_heads, -1)])
+                if self.qk_norm else None,
             })
         theta = c.rope_parameters["rope_theta"]
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
@@ -56,10 +58,10 @@ class StaticDecoder:
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), w, self.eps)
 
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    @staticmethod
+    def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        # rotate_half(x) * sin == roll(x, half) * signed_sin (the first half's sine negated): same values, fewer ops
+        return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, attend: torch.Tensor, start: int) -> torch.Tensor:
         """ids/positions [B,T] written at cache slots start..start+T; attend [B,1,T,start+T] bool."""
@@ -69,13 +71,11 @@ class StaticDecoder:
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         for i, p in enumerate(self.layers):
             h = self._rms(x, p["in_norm"])
-            q, k, v = F.linear(h, p["qkv"]).split([q_size, kv_size, kv_size], -1)
-            q = q.view(b, t, self.heads, self.head_dim)
-            k = k.view(b, t, self.kv_heads, self.head_dim)
+            qk, v = F.linear(h, p["qkv"]).split([q_size + kv_size, kv_size], -1)
+            qk = qk.view(b, t, self.heads + self.kv_heads, self.head_dim)
             if self.qk_norm:
-                q, k = self._rms(q, p["q_norm"]), self._rms(k, p["k_norm"])
-            q = self._rope(q.transpose(1, 2), cos, sin)
-            k = self._rope(k.transpose(1, 2), cos, sin)
+                qk = F.rms_norm(qk, (self.head_dim,), None, self.eps) * p["qk_norm"]
+            q, k = self._rope(qk.transpose(1, 2), cos, sin).split([self.heads, self.kv_heads], 1)
             self.k[i, :, :, start:start + t] = k
             self.v[i, :, :, start:start + t] = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
             keys, values = self.k[i, :, :, :start + t], self.v[i, :, :, :start + t]
@@ -102,7 +102,9 @@ class StaticDecoder:
         self.next_position = mask.sum(-1, keepdim=True)
         freqs = torch.arange(t + max_new, device=device, dtype=torch.float)[:, None] * self.inv_freq
         emb = torch.cat((freqs, freqs), -1)  # the rotary table for every position this call can reach
-        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)
+        half = self.head_dim // 2
+        sin = emb.sin()
+        self.cos, self.sin = emb.cos().to(dtype), torch.cat((-sin[:, :half], sin[:, half:]), -1).to(dtype)
         return self._forward(ids, positions, attend[:, None], 0)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -69,13 +69,14 @@ def parse_json(data: bytes):
 def answer(result: dict, response: Response, started: float, sent: float) -> dict:
     """A replica's per-request result, or the 4xx/5xx it carries for this request alone. Sets
     Server-Timing: ingress (checks before the call), handle (the round trip to the model replica),
-    queue (waiting there for a batch), model (the batch's work) and the batch size as a metric."""
+    queue (waiting there for a batch), model (the batch's work: wall and CPU time) and the batch size."""
     timing = result.pop("_timing", None)
     if timing:
         handle_ms = (time.perf_counter() - sent) * 1000
         response.headers["Server-Timing"] = (
             f"ingress;dur={(sent - started) * 1000:.2f}, handle;dur={handle_ms:.2f}, "
-            f"queue;dur={timing['queue_ms']:.2f}, model;dur={timing['model_ms']:.2f}, batch;desc={timing['batch']}")
+            f"queue;dur={timing['queue_ms']:.2f}, model;dur={timing['model_ms']:.2f}, "
+            f"model_cpu;dur={timing['model_cpu_ms']:.2f}, batch;desc={timing['batch']}")
     if "error" in result:
         raise HTTPException(result.get("status", 500), result["error"])
     return result
