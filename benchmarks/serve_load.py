@@ -173,7 +173,7 @@ def main() -> int:
     args = ap.parse_args()
     from tdmm_ray.runtime import init_ray
 
-    init_ray()
+    init_ray(num_cpus=4)  # logical CPUs: two applications' replicas (Ingress reserves 1 each) on the 2 cores
     port = _port()
     bases = start_side_by_side(args.run, port)
     reps = []
