@@ -86,9 +86,55 @@ def start_side_by_side(run: str, port: int) -> dict[str, str]:
     return bases
 
 
-def load(base: str, clients: int, per_client: int, seconds: float, offset: int = 0) -> dict:
-    """`clients` closed-loop clients, each sending `per_client` requests (stops early at `seconds`)."""
+def serve_pids() -> dict[str, int]:
+    """Every Serve process this run started (descendants of this process, named by Ray's process
+    title): proxy, controller and each application's replicas."""
+    parent, title = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    title[int(entry)] = f.read().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+
+    def mine(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    pids = {}
+    for pid, name in title.items():
+        if name.startswith(("ray::ServeReplica:", "ray::ProxyActor", "ray::ServeController")) and mine(pid):
+            pids[name.removeprefix("ray::").removeprefix("ServeReplica:").split()[0]] = pid
+    return pids
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU time of each process so far (Linux /proc), and this client process's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"client": sum(os.times()[:2])}
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return out
+
+
+def load(base: str, clients: int, per_client: int, seconds: float, offset: int = 0,
+         pids: dict[str, int] | None = None) -> dict:
+    """`clients` closed-loop clients, each sending `per_client` requests (stops early at `seconds`).
+    With `pids`, also the CPU seconds per request each process spent (a measure the machine's other
+    load does not inflate the way it inflates latency)."""
     lat, errors, lock = [], 0, threading.Lock()
+    cpu0 = cpu_seconds(pids or {})
     deadline = time.time() + seconds
 
     def client(k: int):
@@ -114,8 +160,11 @@ def load(base: str, clients: int, per_client: int, seconds: float, offset: int =
         for f in [pool.submit(client, k) for k in range(clients)]:
             f.result()
     wall = time.perf_counter() - start
+    cpu1 = cpu_seconds(pids or {})
     a = np.array(lat) * 1000
+    cpu = {k: (cpu1[k] - cpu0[k]) * 1000 / max(len(lat), 1) for k in cpu1 if k in cpu0 and cpu1[k] > cpu0[k]}
     return {"clients": clients, "ok": len(lat), "errors": errors, "throughput_rps": len(lat) / wall,
+            "cpu_ms_per_request": cpu, "cpu_ms_per_request_serving": sum(v for k, v in cpu.items() if k != "client"),
             "p50_ms": float(np.percentile(a, 50)) if len(a) else None,
             "p99_ms": float(np.percentile(a, 99)) if len(a) else None}
 
@@ -143,7 +192,7 @@ def summarize(reps: list[dict]) -> dict:
         out[mode] = []
         for level in range(len(reps[0]["levels"][mode])):
             row = {"clients": reps[0]["levels"][mode][level]["clients"]}
-            for key in ("throughput_rps", "p50_ms", "p99_ms"):
+            for key in ("throughput_rps", "p50_ms", "p99_ms", "cpu_ms_per_request_serving"):
                 vals = [r["levels"][mode][level][key] for r in reps]
                 row[key] = {"median": float(np.median(vals)), "min": float(min(vals)), "max": float(max(vals))}
             row["errors"] = sum(r["levels"][mode][level]["errors"] for r in reps)
@@ -153,7 +202,11 @@ def summarize(reps: list[dict]) -> dict:
                             for k, v in singles.items()}
     b, u = {r["clients"]: r for r in out["batched"]}, {r["clients"]: r for r in out["unbatched"]}
     ratios = [r["levels"]["batched"][-1]["throughput_rps"] / r["levels"]["unbatched"][-1]["throughput_rps"] for r in reps]
+    cpu_ratio = [r["levels"]["unbatched"][-1]["cpu_ms_per_request_serving"] / r["levels"]["batched"][-1]["cpu_ms_per_request_serving"]
+                 for r in reps]
     out["goals"] = {
+        "serving_cpu_per_request_unbatched_over_batched_at_32": {"median": float(np.median(cpu_ratio)),
+                                                                 "min": min(cpu_ratio), "max": max(cpu_ratio)},
         "batched_over_unbatched_at_32": {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)},
         "batched_throughput_8_to_32": b[32]["throughput_rps"]["median"] / b[8]["throughput_rps"]["median"],
         "p99_over_p50_at_32_batched": b[32]["p99_ms"]["median"] / b[32]["p50_ms"]["median"],
@@ -176,12 +229,15 @@ def main() -> int:
     init_ray(num_cpus=4)  # logical CPUs: two applications' replicas (Ingress reserves 1 each) on the 2 cores
     port = _port()
     bases = start_side_by_side(args.run, port)
+    pids = serve_pids()
+    print("processes", pids, flush=True)
     reps = []
     for rep in range(args.reps):
         record = {"load_before": os.getloadavg(), "levels": {m: [] for m in MODES}}
         for clients in (1, 8, 32):
             for mode in (MODES if rep % 2 == 0 else list(MODES)[::-1]):  # alternate which goes first
-                record["levels"][mode].append(load(bases[mode], clients, args.per_client, args.seconds, offset=rep * 10_000))
+                record["levels"][mode].append(load(bases[mode], clients, args.per_client, args.seconds, offset=rep * 10_000,
+                                                     pids=pids))
                 print(rep, mode, record["levels"][mode][-1], flush=True)
         record["single_client"] = single_client(bases["batched"], args.per_client, seed0=rep * 1000)
         record["load_after"] = os.getloadavg()
@@ -238,14 +294,17 @@ def _write_md(r: dict) -> None:
              f"batched: max_batch_size {r['modes']['batched']['max_batch_size']}, wait "
              f"{r['modes']['batched']['batch_wait_timeout_s'] * 1000:g} ms; unbatched: max_batch_size 1. "
              f"Machine: {r['cpu_count']} cores, load average at the start of each repetition: {', '.join(loads)}.", "",
-             "| mode | clients | throughput (req/s) | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+             "| mode | clients | throughput (req/s) | p50 ms | p99 ms | serving CPU ms / request | errors |",
+             "|---|---|---|---|---|---|---|"]
     for mode in r["modes"]:
         lines += [f"| {mode} | {x['clients']} | {_fmt(x['throughput_rps'], 1)} | {_fmt(x['p50_ms'])} | {_fmt(x['p99_ms'])} | "
-                  f"{x['errors']} |" for x in s[mode]]
+                  f"{_fmt(x['cpu_ms_per_request_serving'], 1)} | {x['errors']} |" for x in s[mode]]
     lines += ["", "| goal | measured | target |", "|---|---|---|",
               f"| single-client p50, 4-s Language2Motion | {_fmt(s['single_client']['l2m_4s_p50_ms'])} ms | <= 100 ms |",
               f"| single-client p50, 4-s Motion2Language | {_fmt(s['single_client']['m2l_4s_p50_ms'])} ms | <= 60 ms |",
               f"| batched / unbatched throughput, 32 clients | {_fmt(g['batched_over_unbatched_at_32'], 2)}x | >= 4x |",
+              f"| unbatched / batched serving CPU per request, 32 clients (the throughput ratio of a CPU-bound quiet machine) | "
+              f"{_fmt(g['serving_cpu_per_request_unbatched_over_batched_at_32'], 2)}x | >= 4x |",
               f"| batched throughput 32 clients / 8 clients | {g['batched_throughput_8_to_32']:.2f} | >= 1 |",
               f"| p99 / p50 at 32 clients (batched) | {g['p99_over_p50_at_32_batched']:.2f} | <= 3 |", ""]
     if "replicas_over_time" in r:

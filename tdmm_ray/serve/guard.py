@@ -94,7 +94,8 @@ class Guard:
         key = getattr(state, "api_key", None)
         limit = getattr(state, "max_body_bytes", self.default_max_body)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        path = scope.get("path", "")
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        path = path[len(root):] if root and path.startswith(root) else path  # behind a route prefix
         if path not in OPEN_PATHS and not key_matches(key, headers):
             return await _send_json(send, 401, "missing or wrong API key (X-API-Key header)")
         declared = headers.get("content-length")
