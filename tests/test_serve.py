@@ -213,12 +213,14 @@ def test_each_request_keeps_its_own_sampling_in_a_batch(run_url):
         greedy = {**target, "temperature": 0.0}
         assert tr.text_to_motion_batch(others + [greedy])[7]["tokens"] == tr.text_to_motion_batch([greedy])[0]["tokens"]
         # one request's failure stays its own: a seed beyond any generator, values beyond float32
-        mixed = tr.text_to_motion_batch([{**target, "seed": 2**70}, target])
+        mixed = tr.text_to_motion_batch([{**target, "seed": 2**70}, target], isolate=True)
         assert mixed[0]["status"] == 422 and mixed[1]["tokens"] == alone
+        with pytest.raises(ValueError, match="seed"):  # the CLI's way: the first failure raised
+            tr.text_to_motion_batch([{**target, "seed": 2**70}, target])
         motion = {"parameters": {"expression": np.zeros((20, len(tr.face.expression_names))), "rotation": None}, "fps": 25}
         bad = {"parameters": {"expression": np.full((20, len(tr.face.expression_names)), 1e300), "rotation": None}, "fps": 25}
         alone_text = tr.motion_to_text_batch([motion])[0]
-        mixed = tr.motion_to_text_batch([bad, motion])
+        mixed = tr.motion_to_text_batch([bad, motion], isolate=True)
         assert mixed[0]["status"] == 422 and mixed[1] == alone_text
     finally:
         torch.set_num_threads(threads)

@@ -58,6 +58,16 @@ def batched(items: list, fn: Callable[[list], list]) -> list:
         return [result for item in items for result in each([item], lambda x: fn([x])[0])]
 
 
+def settled(results: list[dict], isolate: bool) -> list[dict]:
+    """Isolated (serving): every request's own answer or failure. Otherwise (CLI, evaluation): the
+    first failure raised, a ValueError for the caller's mistakes."""
+    if not isolate:
+        for r in results:
+            if "error" in r:
+                raise (ValueError if r.get("status", 500) < 500 else RuntimeError)(r["error"])
+    return results
+
+
 def resample(seq: np.ndarray, n_out: int) -> np.ndarray:
     """Linear resampling of a [T,D] sequence to n_out frames (fps conversion)."""
     t_in = np.linspace(0.0, 1.0, len(seq))
@@ -109,8 +119,9 @@ class Translator:
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
 
     # ---- Language2Motion -------------------------------------------------------------------
-    def text_to_motion_batch(self, requests: list[dict]) -> list[dict]:
-        """One answer per request: generated together, each with its own settings and seed."""
+    def text_to_motion_batch(self, requests: list[dict], isolate: bool = False) -> list[dict]:
+        """One answer per request: generated together, each with its own settings and seed. With
+        isolate, a failed request is its own {"error", "status"}; without, it raises (see settled)."""
         prepared = each(requests, self._l2m_row)
         ok = [i for i, p in enumerate(prepared) if "error" not in p]
         codes = batched([prepared[i] for i in ok], self._generate)
@@ -119,7 +130,7 @@ class Translator:
         out, it = list(prepared), iter(motions)
         for i, c in zip(ok, codes):
             out[i] = c if isinstance(c, dict) else each([(requests[i], c, next(it))], self._finish)[0]
-        return out
+        return settled(out, isolate)
 
     def _l2m_row(self, req: dict) -> dict:
         from tdmm_ray.lm.generate import Sampling, motion_length
@@ -195,9 +206,10 @@ class Translator:
         from tdmm_ray.export.formats import head_ypr_to_axis_angle
 
         params = req["parameters"]
-        expression = np.asarray(params["expression"], dtype=np.float32)
-        rotation = params.get("rotation")
-        rotation = np.zeros((len(expression), 3), np.float32) if rotation is None else np.asarray(rotation, np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf: refused by name below
+            expression = np.asarray(params["expression"], dtype=np.float32)
+            rotation = params.get("rotation")
+            rotation = np.zeros((len(expression), 3), np.float32) if rotation is None else np.asarray(rotation, np.float32)
         if expression.ndim != 2 or rotation.shape != (len(expression), 3):
             raise ValueError(f"expression must be [T,K] and rotation [T,3]; got {list(expression.shape)} and "
                              f"{list(rotation.shape)}")
@@ -215,15 +227,16 @@ class Translator:
             expression, rotation = resample(expression, n), resample(rotation, n)
         return expression, rotation
 
-    def motion_to_text_batch(self, requests: list[dict]) -> list[dict]:
-        """One description per request, decoded together, each with its own settings and seed."""
+    def motion_to_text_batch(self, requests: list[dict], isolate: bool = False) -> list[dict]:
+        """One description per request, decoded together, each with its own settings and seed
+        (isolate: as in text_to_motion_batch)."""
         prepared = each(requests, self._m2l_row)
         ok = [i for i, p in enumerate(prepared) if "error" not in p]
         texts = batched([prepared[i] for i in ok], self._describe)
         out = list(prepared)
         for i, t in zip(ok, texts):
             out[i] = t if isinstance(t, dict) else each([(prepared[i], t)], self._m2l_answer)[0]
-        return out
+        return settled(out, isolate)
 
     def _m2l_row(self, req: dict) -> dict:
         from tdmm_ray.lm.generate import Sampling

@@ -9,6 +9,7 @@ answering health checks and queueing the next batch while a batch is decoding. E
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -60,7 +61,7 @@ class Language2Motion:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def generate(self, requests: list[dict]) -> list[dict]:
-        return await run_batch(self.translator.text_to_motion_batch, requests)
+        return await run_batch(functools.partial(self.translator.text_to_motion_batch, isolate=True), requests)
 
     async def __call__(self, request: dict) -> dict:
         return await self.generate({**request, "_enqueued": time.perf_counter()})
@@ -85,7 +86,7 @@ class Motion2Language:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def describe(self, requests: list[dict]) -> list[dict]:
-        return await run_batch(self.translator.motion_to_text_batch, requests)
+        return await run_batch(functools.partial(self.translator.motion_to_text_batch, isolate=True), requests)
 
     async def __call__(self, request: dict) -> dict:
         return await self.describe({**request, "_enqueued": time.perf_counter()})
