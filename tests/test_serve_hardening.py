@@ -232,3 +232,30 @@ def test_lean_decoder_matches_the_hugging_face_forward(arch):
         assert slow == fast
     finally:
         torch.set_num_threads(threads)
+
+
+def test_batcher_forms_batches_when_the_model_is_free():
+    """Requests that arrive while a batch runs all join the next one (Ray's @serve.batch would
+    start small batches eagerly); a failing batch fails only its own requests' answers."""
+    import time as _time
+
+    from tdmm_ray.serve.deployments import Batcher
+
+    sizes = []
+
+    def model(requests):
+        sizes.append(len(requests))
+        _time.sleep(0.05)  # the model step: everything submitted meanwhile waits for the next batch
+        return [{"echo": r["i"]} if r["i"] != 13 else {"error": "thirteen", "status": 422} for r in requests]
+
+    async def scenario():
+        batcher = Batcher(model, max_batch_size=8, wait_s=0.001)
+        first = asyncio.create_task(batcher.submit({"i": 0}))
+        await asyncio.sleep(0.01)  # the first batch (of one) is running
+        rest = [asyncio.create_task(batcher.submit({"i": i})) for i in range(1, 20)]
+        return [await first, *[await t for t in rest]]
+
+    answers = asyncio.run(scenario())
+    assert [a.get("echo") for a in answers if "echo" in a] == [i for i in range(20) if i != 13]
+    assert answers[13]["status"] == 422 and all("_timing" in a for a in answers)
+    assert sizes == [1, 8, 8, 3], sizes
