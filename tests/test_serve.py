@@ -15,6 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tdmm_ray.export.arkit_csv import HEADER
+
 
 def _port() -> int:
     with socket.socket() as s:
@@ -171,7 +173,7 @@ def test_hostile_uploads_are_4xx_naming_the_problem(service):
     _expect_4xx(_upload(service, "m.npz", good, fps="abc"), "fps")
     _expect_4xx(_upload(service, "m.npz", good, fps="1e9"), "fps")
     assert _upload(service, "m.npz", good, fps="25").status_code == 200
-    header = ",".join(["Timecode", "BlendShapeCount", *__import__("tdmm_ray.export.arkit_csv", fromlist=["HEADER"]).HEADER[2:]])
+    header = ",".join(HEADER)
     _expect_4xx(_upload(service, "m.csv", (header + "\n\n").encode()), "no frames")
     _expect_4xx(_upload(service, "m.csv", (header + "\n" + "1" * 200_000 + "\n").encode()), "field limit")
 
