@@ -61,20 +61,39 @@ def write_arkit_csv(curves: np.ndarray, names: list[str], head_ypr: np.ndarray, 
 
 
 def read_arkit_csv(text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """-> (curves [T,52] in LIVE_LINK_BLENDSHAPES order, head yaw/pitch/roll [T,3], names)."""
-    rows = list(csv.reader(io.StringIO(text)))
+    """-> (curves [T,52] in LIVE_LINK_BLENDSHAPES order, head yaw/pitch/roll [T,3], names).
+
+    Blank lines are skipped; every problem (no frames, a missing column, a short row, a value that
+    is not a number, an over-long cell) is a ValueError naming it."""
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
+    except csv.Error as err:  # e.g. a cell over the csv module's field limit (128 KB)
+        raise ValueError(f"CSV is malformed: {err}") from None
     if len(rows) < 2:
-        raise ValueError("CSV has no frames")
+        raise ValueError("CSV has no frames" if rows else "CSV is empty")
     header = [h.strip() for h in rows[0]]
     col = {h: i for i, h in enumerate(header)}
     missing = [n for n in (*LIVE_LINK_BLENDSHAPES, *HEAD_COLUMNS) if n not in col]
     if missing:
         raise ValueError(f"CSV lacks column(s) {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
-    try:
-        data = np.array([[float(r[col[n]]) for n in (*LIVE_LINK_BLENDSHAPES, *HEAD_COLUMNS)] for r in rows[1:] if r],
-                        dtype=np.float32)
-    except (ValueError, IndexError) as err:
-        raise ValueError(f"CSV has a malformed value: {err}") from None
+    wanted = [col[n] for n in (*LIVE_LINK_BLENDSHAPES, *HEAD_COLUMNS)]
+    data = np.empty((len(rows) - 1, len(wanted)), dtype=np.float32)
+    for t, row in enumerate(rows[1:]):
+        if len(row) <= max(wanted):
+            raise ValueError(f"CSV frame {t} has {len(row)} columns; the header has {len(header)}")
+        try:
+            data[t] = [float(row[i]) for i in wanted]
+        except ValueError:
+            bad = next(header[i] for i in wanted if not _is_number(row[i]))
+            raise ValueError(f"CSV frame {t}, column {bad}: not a number") from None
     if not np.isfinite(data).all():
-        raise ValueError("CSV has non-finite values")
+        raise ValueError(f"CSV has non-finite values (first at frame {int(np.argwhere(~np.isfinite(data))[0][0])})")
     return data[:, :52], data[:, 52:], list(LIVE_LINK_BLENDSHAPES)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
