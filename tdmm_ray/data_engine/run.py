@@ -8,12 +8,14 @@ finished shard is on storage, recorded in the manifest, before the next one is n
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 
 import pyarrow as pa
 
 from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
+from tdmm_ray.lease import RunFolderBusy, RunLease
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.data_engine.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
                                       stage_digest, table_to_bytes)
@@ -87,23 +89,43 @@ def _synthesize(ray, shards: dict[str, list[dict]], cfg: TdmmConfig, root: str):
 def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corpus") -> dict:
     """Run (or resume) the data engine into cfg.storage, through stage `until` (default: all four).
     Returns the dataset card summary, or for an earlier `until` that stage's row count per status."""
-    from tdmm_ray.data_engine.card import write_dataset_card
-    from tdmm_ray.data_engine.stages import CorpusStage, FitStage, LandmarkStage
-    from tdmm_ray.prompts.stage import run_prompts
-
     if until not in DATA_STAGES:
         raise ValueError(f"until must be one of {', '.join(DATA_STAGES)}, got {until!r}")
     stages = DATA_STAGES[:DATA_STAGES.index(until) + 1]
     preflight(cfg.storage)
     check_diffusion_models(cfg)
     storage = Storage(cfg.storage)
+    # One writer per run folder: a second `tdmm generate` stops here (or waits TDMM_LEASE_WAIT_S).
+    lease = RunLease(storage, "tdmm generate", wait_s=float(os.environ.get("TDMM_LEASE_WAIT_S", "0"))).acquire()
+    try:
+        result = _generate(cfg, storage, stages, until, show_progress)
+    finally:
+        lease.release()
+    if lease.lost:
+        raise RunFolderBusy(f"another run took over the lease of {storage.root} while this one ran; "
+                            "re-run `tdmm generate` to verify the folder")
+    return result
+
+
+def _generate(cfg: TdmmConfig, storage: Storage, stages: tuple[str, ...], until: str, show_progress: bool) -> dict:
+    from tdmm_ray.data_engine.card import write_dataset_card
+    from tdmm_ray.data_engine.stages import CorpusStage, FitStage, LandmarkStage
+    from tdmm_ray.prompts.stage import run_prompts
+
     storage.write_text("config.yaml", dump_yaml(cfg))
     manifest = Manifest(storage)
     prompts = run_prompts(cfg, storage).to_pylist()
     shards = plan_shards(cfg, prompts)
-    done = manifest.done_shards(until, stage_digest(cfg, until))
-    pending = {name: clips for name, clips in shards.items() if name not in done}
-    log.info("generate: %d shards planned, %d already done, %d to run", len(shards), len(done), len(pending))
+    # Every stage's records and outputs are checked, not only the last stage's: a shard runs again
+    # through the whole chain if any stage's record is missing, unreadable or stale, or an output
+    # was truncated, replaced or deleted (each stage then reuses what still verifies).
+    redo = manifest.verify_stages(stages, {s: stage_digest(cfg, s) for s in stages}, list(shards))
+    for name, why in sorted(redo.items()):
+        if "no record" not in why:
+            log.warning("generate: shard %s is recomputed: %s", name, why)
+    pending = {name: clips for name, clips in shards.items() if name in redo}
+    log.info("generate: %d shards planned, %d verified, %d to run", len(shards), len(shards) - len(pending),
+             len(pending))
 
     if pending:
         from tdmm_ray.runtime import init_ray
@@ -145,9 +167,11 @@ def _progress(total: int, enabled: bool):
 
 def read_stage(storage: Storage, stage: str, digest: str) -> pa.Table:
     """All shards of a stage finished under `digest`, in shard order; only manifest-listed shards,
-    so stray files from an interrupted write are never read twice."""
-    done = Manifest(storage).done_shards(stage, digest)
-    tables = [storage.read_table(f"{stage}/part-{name}.parquet") for name in sorted(done)]
+    so stray files from an interrupted write are never read twice. A shard whose Parquet no longer
+    matches its record raises DamagedRunError naming the file."""
+    manifest = Manifest(storage)
+    done = manifest.done_shards(stage, digest)
+    tables = [manifest.read_output(done[name], f"{stage}/part-{name}.parquet") for name in sorted(done)]
     if not tables:
         raise ValueError(f"no finished {stage} shards in {storage.root}; run `tdmm generate` first")
     return pa.concat_tables(tables, promote_options="permissive")
