@@ -16,6 +16,7 @@ import traceback
 
 import numpy as np
 import pyarrow as pa
+import ray
 
 from tdmm_ray.config import TdmmConfig
 from tdmm_ray.manifest import Manifest, file_record
@@ -84,12 +85,18 @@ class ShardStage:
                 entry = file_record(rel, blob)
                 digest = entry["sha256"]
                 self.manifest.mark_shard(self.stage, shard, self.digest, rows=table.num_rows,
-                                         outputs=[entry, *self._linked_outputs(table)], input=upstream)
+                                         outputs=[entry, *self._linked_outputs(table)], input=upstream,
+                                         node=_node_id())
                 log.info("%s: shard %s done (%d rows)", self.stage, shard, table.num_rows)
             out["shard"].append(shard)
             out["table"].append(table_to_bytes(table))
             out["sha256"].append(digest)
         return out
+
+
+def _node_id() -> str | None:
+    """The Ray node computing the shard (kept in its record: where did this shard come from)."""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def error_text(err: BaseException) -> str:

@@ -121,7 +121,7 @@ def _generate(cfg: TdmmConfig, storage: Storage, stages: tuple[str, ...], until:
     # was truncated, replaced or deleted (each stage then reuses what still verifies).
     redo = manifest.verify_stages(stages, {s: stage_digest(cfg, s) for s in stages}, list(shards))
     for name, why in sorted(redo.items()):
-        if "no record" not in why:
+        if not why.startswith(f"{stages[0]}: no record"):  # a shard never started is no news
             log.warning("generate: shard %s is recomputed: %s", name, why)
     pending = {name: clips for name, clips in shards.items() if name in redo}
     log.info("generate: %d shards planned, %d verified, %d to run", len(shards), len(shards) - len(pending),
