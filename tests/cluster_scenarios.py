@@ -54,8 +54,8 @@ def generate(out: dict, run_dir: str) -> None:
     cluster, (first, second) = start_cluster(2)
     overrides = ["prompts.n_prompts=8", "synth.shard_size=1", "synth.width=96", "synth.height=96",
                  "synth.min_seconds=1.0", "synth.max_seconds=1.2", f"ray.address={cluster.address}",
-                 "synth.pool.max_actors=3", "synth.pool.num_cpus=0.5", "landmarks.pool.max_actors=3",
-                 "fit.pool.max_actors=3", "fit.pool.num_cpus=0.5"]
+                 "synth.pool.max_actors=3", "synth.pool.num_cpus=0.5", "landmarks.pool.max_actors=2",
+                 "landmarks.pool.num_cpus=0.5", "fit.pool.max_actors=3", "fit.pool.num_cpus=0.5"]
     cfg = load_config("tiny", overrides=[*overrides, f"storage={run_dir}/run"])
     store, manifest = Storage(cfg.storage), Manifest(Storage(cfg.storage))
     result: dict = {}
@@ -76,20 +76,24 @@ def generate(out: dict, run_dir: str) -> None:
     start = time.time()
     thread = threading.Thread(target=run)
     thread.start()
-    # Mid-stage: once some shards passed synthesize but the run is not through fit, remove the
+    # Scale out: the pools ask for more CPUs than 3 nodes have, so actors wait for resources; a node
+    # joining once the first shard is done takes them.
+    wait_for(lambda: len(records("synthesize")) >= 1 or not thread.is_alive(), 300)
+    added = cluster.add_node(**NODE)
+    ids[added.node_id] = "added"
+    out["added_after_s"] = round(time.time() - start, 1)
+    # Mid-stage: once more shards passed synthesize but the run is not through, remove the original
     # worker that computed most of them (its actors die with their in-flight shards).
-    wait_for(lambda: len(records("synthesize")) >= 2 or not thread.is_alive(), 300)
-    made = [r.get("node") for r in records("synthesize").values()]
+    wait_for(lambda: len(records("synthesize")) >= 3 or not thread.is_alive(), 300)
+    made = [r.get("node") for stage in DATA_STAGES for r in records(stage).values()]
     victim = max((first, second), key=lambda n: made.count(n.node_id))
     out["before_loss"] = {"synthesize": len(records("synthesize")), "fit": len(records("fit")),
-                          "corpus": len(records("corpus")), "nodes": [ids.get(n, n) for n in made]}
+                          "corpus": len(records("corpus")), "records_by_node": {
+                              ids.get(n, n): made.count(n) for n in set(made)}}
     lost_at = time.time()
     cluster.remove_node(victim, allow_graceful=False)
     out["removed"] = ids[victim.node_id]
     out["removed_after_s"] = round(lost_at - start, 1)
-    added = cluster.add_node(**NODE)
-    ids[added.node_id] = "added"
-    out["added_after_s"] = round(time.time() - start, 1)
     thread.join(600)
     out["run_s"] = round(time.time() - start, 1)
     out["finished_after_loss_s"] = round(time.time() - lost_at, 1)
@@ -101,7 +105,8 @@ def generate(out: dict, run_dir: str) -> None:
     by_stage = {}
     for stage in DATA_STAGES:
         recs = records(stage)
-        by_stage[stage] = {"shards": sorted(recs), "nodes": sorted({ids.get(r.get("node"), "?") for r in recs.values()})}
+        by_stage[stage] = {"shards": sorted(recs), "nodes": sorted({ids.get(r.get("node"), "?") for r in recs.values()}),
+                           "after_loss": sum(r["finished_at"] > lost_at for r in recs.values())}
     out["stages"] = by_stage
     if "card" in result:
         from tdmm_ray.data_engine.run import read_stage
