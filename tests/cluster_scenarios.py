@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from tdmm_ray.runtime import prepare_local_env
@@ -137,6 +138,7 @@ def _actor_nodes(name_part: str) -> list[str]:
 def train(out: dict, arg: str) -> None:
     from tdmm_ray.config import load_config
     from tdmm_ray.lm.train import train_lm
+    from tdmm_ray.main_job.corpus import corpus_rows
     from tdmm_ray.storage import Storage
 
     spec = json.loads(arg)
@@ -150,17 +152,26 @@ def train(out: dict, arg: str) -> None:
 
     def run() -> None:
         try:
-            result["summary"] = train_lm(cfg, store)
+            result["summary"] = train_lm(cfg, store, corpus=corpus_rows(cfg))
         except BaseException as err:  # noqa: BLE001 - reported to the test
             result["error"] = f"{type(err).__name__}: {err}"
 
     start = time.time()
     thread = threading.Thread(target=run)
     thread.start()
-    checkpoints = lambda: [n for n in lm.list("train") if n.startswith("step_")]  # noqa: E731
-    wait_for(lambda: checkpoints() or not thread.is_alive(), 400)
-    out["checkpoints_before_loss"] = checkpoints()
-    worker_nodes = _actor_nodes("RayTrainWorker")
+    def committed() -> list[str]:
+        """Checkpoints Ray Train has committed (a reported one still being committed is not
+        resumable: losing a node then restarts the run from step 0)."""
+        try:
+            snapshot = json.loads(lm.read_text("train/checkpoint_manager_snapshot.json"))
+        except Exception:  # noqa: BLE001 - not written yet
+            return []
+        return [c["checkpoint_dir_name"] for c in snapshot.get("checkpoint_results", [])]
+
+    wait_for(lambda: committed() or not thread.is_alive(), 400)
+    out["checkpoints_before_loss"] = committed()
+    out["error"] = result.get("error")
+    worker_nodes = _actor_nodes("RayTrainWorker") if ray.is_initialized() else []
     out["worker_nodes"] = len(set(worker_nodes))
     victims = [n for n in workers if n.node_id in worker_nodes]
     out["victim_found"] = bool(victims)
@@ -261,6 +272,9 @@ if __name__ == "__main__":
     results: dict = {}
     try:
         SCENARIOS[name](results, arg)
+    except BaseException:  # noqa: BLE001 - the test shows it
+        results["exception"] = traceback.format_exc()
+        print(results["exception"], file=sys.stderr)
     finally:
         Path(result_path).write_text(json.dumps(results))
         sys.stdout.flush()

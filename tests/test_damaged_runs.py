@@ -133,6 +133,17 @@ def test_lease_of_a_dead_run_is_taken_over(store):
         assert json.loads(store.read_versioned(LEASE)[0])["owner"] == lease.owner
 
 
+def test_lease_heartbeat_notices_a_takeover(store):
+    lease = RunLease(store, "tdmm generate", ttl_s=0.9).acquire()
+    try:
+        store.write_bytes(LEASE, json.dumps({"owner": "intruder", "expires_at": time.time() + 60}).encode())
+        time.sleep(1.5)  # > one heartbeat (ttl/3)
+        assert lease.lost
+    finally:
+        lease.release()
+    assert json.loads(store.read_versioned(LEASE)[0])["owner"] == "intruder", "a lost lease is not deleted"
+
+
 def test_lease_compare_and_swap_has_one_winner(store):
     """Both see no lease; both try to create it: exactly one wins (S3 If-None-Match, local flock)."""
     assert store.put_if(LEASE, b'{"owner": "a"}', None) is not None

@@ -35,6 +35,7 @@ def scenario(name: str, arg: str, tmp_path: Path, timeout: int = 600) -> dict:
     tail = log.read_text()[-4000:]
     assert result.exists(), f"scenario {name} wrote no result (rc {proc.returncode}):\n{tail}"
     out = json.loads(result.read_text())
+    assert "exception" not in out, out["exception"]
     out["_log_tail"] = tail
     print(json.dumps({k: v for k, v in out.items() if k not in ("_log_tail", "corpus_expression")}, indent=1))
     return out
