@@ -109,6 +109,9 @@ def generate(out: dict, run_dir: str) -> None:
         by_stage[stage] = {"shards": sorted(recs), "nodes": sorted({ids.get(r.get("node"), "?") for r in recs.values()}),
                            "after_loss": sum(r["finished_at"] > lost_at for r in recs.values())}
     out["stages"] = by_stage
+    after = sorted(r["finished_at"] - lost_at for stage in DATA_STAGES for r in records(stage).values()
+                   if r["finished_at"] > lost_at)
+    out["first_record_after_loss_s"] = round(after[0], 1) if after else None  # how long the stream stalled
     if "card" in result:
         from tdmm_ray.data_engine.run import read_stage
 
@@ -240,13 +243,15 @@ def serve_loss(out: dict, run_url: str) -> None:
     if victims:
         cluster.remove_node(victims[0], allow_graceful=False)
 
-    def restored() -> bool:
-        app_status = serve.status().applications.get("tdmm")
-        return bool(app_status) and app_status.status == "RUNNING" and all(
-            d.status == "HEALTHY" for d in app_status.deployments.values())
+    gone = victims[0].node_id if victims else None
 
-    wait_for(lambda: time.time() - lost_at > 3 and restored(), 180, poll=0.5)
-    out["restored_s"] = round(time.time() - lost_at, 1)
+    def replaced() -> bool:
+        """Serve has noticed the loss and runs as many model replicas as before, none on the lost node."""
+        nodes = _actor_nodes("Language2Motion") + _actor_nodes("Motion2Language")
+        return gone not in nodes and len(nodes) >= len(replica_nodes)
+
+    out["replaced"] = wait_for(replaced, 240, poll=0.5)
+    out["replaced_s"] = round(time.time() - lost_at, 1)
     mark = len(log)
     wait_for(lambda: len(log) - mark >= 10, 120)
     stop.set()

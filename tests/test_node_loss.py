@@ -77,4 +77,4 @@ def test_serve_survives_replica_node_loss(tiny_run, tmp_path):
     assert out["requests_before_loss"] >= 4
     assert out["last_after_restore"] and all(s == 200 for s in out["last_after_restore"]), out
     assert out["after_loss"]["ok"] >= 10
-    assert out["replica_nodes_after"] >= 1
+    assert out["replaced"], f"Serve did not replace the lost replicas: {out}"
