@@ -147,8 +147,8 @@ def train(out: dict, arg: str) -> None:
     spec = json.loads(arg)
     cluster, workers = start_cluster(2)
     cfg = load_config("tiny", overrides=[*spec["overrides"], f"storage={spec['run']}", f"ray.address={cluster.address}",
-                                         "train.num_workers=2", "train.steps=30", "train.checkpoint_every=5",
-                                         "train.eval_every=30", "train.max_failures=2"])
+                                         "train.num_workers=2", "train.steps=12", "train.checkpoint_every=4",
+                                         "train.eval_every=12", "train.max_failures=2"])
     store = Storage(cfg.storage)
     lm = Storage(store.url("lm"))
     result: dict = {}

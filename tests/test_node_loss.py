@@ -65,9 +65,9 @@ def test_train_lm_resumes_after_node_loss(tiny_run, tmp_path):
     assert out["victim_found"], f"no training worker ran on a removable node: {out}"
     assert out["error"] is None, out["_log_tail"]
     assert out["checkpoints_before_loss"], "no checkpoint before the node was removed"
-    assert out["summary"]["steps"] == 30 and out["final_exists"]
+    assert out["summary"]["steps"] == 12 and out["final_exists"]
     assert out["summary"]["resumed_from"], "the run did not resume from a checkpoint after the loss"
-    assert out["summary"]["resumed_from"][0] >= 5
+    assert out["summary"]["resumed_from"][0] >= 4
 
 
 @pytest.mark.slow
