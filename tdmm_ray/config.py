@@ -315,8 +315,25 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier one")
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+        node[parts[-1]] = _yaml_value(raw, f"override {item!r}") if raw != "" else None
     return out
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: what went wrong and where (no multi-line snippet)."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{err.problem or err.context}{where}"
+    return str(err).splitlines()[0]
+
+
+def _yaml_value(text: str, source: str) -> Any:
+    """yaml.safe_load with errors as one-line ConfigErrors: a `!!python/object` tag, a syntax error."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source} is not valid YAML: {_yaml_problem(err)}") from None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -338,9 +355,17 @@ def load_config(preset: str | None = None, file: str | Path | None = None, overr
     data: dict[str, Any] = preset_data(preset) if preset else {}
     if file is not None:
         path = Path(file)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        data = _merge(data, yaml.safe_load(path.read_text()) or {})
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist or is not a file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read as UTF-8 text: {err}") from None
+        loaded = _yaml_value(text, f"config file {path}")
+        if not isinstance(loaded, (dict, type(None))):
+            raise ConfigError(f"config file {path} must be a YAML mapping of sections (e.g. `train: {{steps: 10}}`), "
+                              f"got a {type(loaded).__name__}")
+        data = _merge(data, loaded or {})
     if overrides:
         data = _merge(data, overrides if isinstance(overrides, dict) else parse_overrides(overrides))
     try:

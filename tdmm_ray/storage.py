@@ -7,6 +7,9 @@ so the same code talks to AWS, MinIO or a moto server. `preflight` fails fast, b
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -143,12 +146,23 @@ class Storage:
         return self.fs.exists(self._p(rel))
 
     def list(self, rel: str, suffix: str = "") -> list[str]:
-        """Names (not paths) directly under `rel`, sorted; empty when the folder is missing."""
+        """Names (not paths) directly under `rel`, sorted; empty when the folder is missing. On S3 the
+        listing is fresh (s3fs would otherwise answer from a cache that misses other workers' writes)."""
         path = self._p(rel)
-        if not self.fs.exists(path):
+        try:
+            listed = self.fs.ls(path, detail=False, refresh=True)
+        except FileNotFoundError:
             return []
-        names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(path, detail=False)]
+        names = [posixpath.basename(p.rstrip("/")) for p in listed]
         return sorted(n for n in names if n.endswith(suffix))
+
+    def size(self, rel: str) -> int | None:
+        """Size in bytes of a file, None when it does not exist (fresh on S3)."""
+        try:
+            info = self.fs.info(self._p(rel), refresh=True)
+        except FileNotFoundError:
+            return None
+        return None if info.get("type") == "directory" else int(info["size"])
 
     def write_bytes(self, rel: str, data: bytes) -> str:
         """Atomic where the backend allows: local writes go to a temp name, then rename;
@@ -186,12 +200,81 @@ class Storage:
         return json.loads(self.read_bytes(rel))
 
     def write_table(self, rel: str, table: pa.Table) -> str:
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        return self.write_bytes(rel, buf.getvalue())
+        return self.write_bytes(rel, parquet_bytes(table))
 
     def read_table(self, rel: str) -> pa.Table:
-        return pq.read_table(io.BytesIO(self.read_bytes(rel)))
+        return parquet_table(self.read_bytes(rel), self.url(rel))
+
+    # ---- conditional writes (the run lease): compare-and-swap on a version token --------------
+    # S3: the ETag, with PUT If-None-Match: * (create) and If-Match: <etag> (replace), which AWS S3,
+    # MinIO and moto implement. Local: the SHA-256 of the content, compared under an flock.
+    def read_versioned(self, rel: str) -> tuple[bytes, str] | None:
+        if is_s3(self.root):
+            bucket, key = self._p(rel).split("/", 1)
+            import botocore.exceptions as bex
+
+            try:
+                obj = _s3_client().get_object(Bucket=bucket, Key=key)
+            except bex.ClientError as err:
+                if err.response.get("Error", {}).get("Code", "") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            return obj["Body"].read(), obj["ETag"]
+        try:
+            with open(self._p(rel), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if(self, rel: str, data: bytes, version: str | None) -> str | None:
+        """Write `data` only if the file is absent (version None) or still at `version`; returns the
+        new version, or None when another writer got there first."""
+        if is_s3(self.root):
+            import botocore.exceptions as bex
+
+            bucket, key = self._p(rel).split("/", 1)
+            cond = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+            try:
+                return _s3_client().put_object(Bucket=bucket, Key=key, Body=data, **cond)["ETag"]
+            except bex.ClientError as err:
+                code = err.response.get("Error", {}).get("Code", "")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409", "NoSuchKey", "404"):
+                    return None
+                raise
+        with self._local_lock(rel):
+            current = self.read_versioned(rel)
+            if (current is None) != (version is None) or (current is not None and current[1] != version):
+                return None
+            self.write_bytes(rel, data)
+            return hashlib.sha256(data).hexdigest()
+
+    def delete_if(self, rel: str, version: str) -> bool:
+        """Delete the file if it is still at `version` (on S3: checked, then deleted)."""
+        if is_s3(self.root):
+            current = self.read_versioned(rel)
+            if current is None or current[1] != version:
+                return False
+            bucket, key = self._p(rel).split("/", 1)
+            _s3_client().delete_object(Bucket=bucket, Key=key)
+            return True
+        with self._local_lock(rel):
+            current = self.read_versioned(rel)
+            if current is None or current[1] != version:
+                return False
+            os.remove(self._p(rel))
+            return True
+
+    @contextlib.contextmanager
+    def _local_lock(self, rel: str):
+        path = self._p(rel) + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def delete(self, rel: str) -> None:
         path = self._p(rel)
@@ -202,6 +285,33 @@ class Storage:
         """Download (or copy) a file or folder to a local path; returns dest."""
         self.fs.get(self._p(rel), dest, recursive=True)
         return dest
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def parquet_table(data: bytes, url: str) -> pa.Table:
+    """Parquet bytes -> table; a file that is not Parquet (truncated, overwritten) names itself."""
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as err:
+        raise StorageError(f"{url} is not a readable Parquet file ({len(data)} bytes: {err})") from None
+
+
+def _s3_client():
+    """One boto3 client per endpoint and key (creating one costs ~0.1 s of CPU; the lease polls)."""
+    return _cached_s3_client(s3_endpoint(), os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_DEFAULT_REGION"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_s3_client(endpoint: str | None, key_id: str | None, region: str | None):
+    import boto3
+
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=session.region_name or region or "us-east-1")
 
 
 def default_cache_dir() -> str:

@@ -12,9 +12,11 @@ from tdmm_ray.storage import Storage
 
 def read_stage(storage: Storage, stage: str, digest: str) -> pa.Table:
     """All shards of a stage finished under `digest`, in shard order; only manifest-listed shards,
-    so stray files from an interrupted write are never read twice."""
-    done = Manifest(storage).done_shards(stage, digest)
-    tables = [storage.read_table(f"{stage}/part-{name}.parquet") for name in sorted(done)]
+    so stray files from an interrupted write are never read twice. A shard whose Parquet no longer
+    matches its record raises DamagedRunError naming the file."""
+    manifest = Manifest(storage)
+    done = manifest.done_shards(stage, digest)
+    tables = [manifest.read_output(done[name], f"{stage}/part-{name}.parquet") for name in sorted(done)]
     if not tables:
         raise ValueError(f"no finished {stage} shards in {storage.root}; run `tdmm generate` first")
     return pa.concat_tables(tables, promote_options="permissive")

@@ -11,6 +11,7 @@ once, at import, and init_ray sets it for a local instance first.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from tdmm_ray.config import StagePoolConfig, TdmmConfig, dump_yaml
 from tdmm_ray.data_engine.card import write_dataset_card
 from tdmm_ray.data_engine.read import read_stage
+from tdmm_ray.lease import RunFolderBusy, RunLease
 from tdmm_ray.data_engine.shards import (DATA_STAGES, diffusion_generators, plan_shards, shard_generator,
                                          stage_digest, table_to_bytes)
 from tdmm_ray.data_engine.stages import CorpusStage, DiffusionSynthStage, FitStage, LandmarkStage, SynthStage
@@ -98,13 +100,37 @@ def run_generate(cfg: TdmmConfig, show_progress: bool = True, until: str = "corp
     preflight(cfg.storage)
     check_diffusion_models(cfg)
     storage = Storage(cfg.storage)
+    # One writer per run folder: a second `tdmm generate` stops here (or waits TDMM_LEASE_WAIT_S).
+    lease = RunLease(storage, "tdmm generate", wait_s=float(os.environ.get("TDMM_LEASE_WAIT_S", "0"))).acquire()
+    try:
+        result = _generate(cfg, storage, stages, until, show_progress)
+    finally:
+        lease.release()
+    if lease.lost:
+        raise RunFolderBusy(f"another run took over the lease of {storage.root} while this one ran; "
+                            "re-run `tdmm generate` to verify the folder")
+    return result
+
+
+def _generate(cfg: TdmmConfig, storage: Storage, stages: tuple[str, ...], until: str, show_progress: bool) -> dict:
+    from tdmm_ray.data_engine.card import write_dataset_card
+    from tdmm_ray.data_engine.stages import CorpusStage, FitStage, LandmarkStage
+    from tdmm_ray.prompts.stage import run_prompts
+
     storage.write_text("config.yaml", dump_yaml(cfg))
     manifest = Manifest(storage)
     prompts = run_prompts(cfg, storage).to_pylist()
     shards = plan_shards(cfg, prompts)
-    done = manifest.done_shards(until, stage_digest(cfg, until))
-    pending = {name: clips for name, clips in shards.items() if name not in done}
-    log.info("generate: %d shards planned, %d already done, %d to run", len(shards), len(done), len(pending))
+    # Every stage's records and outputs are checked, not only the last stage's: a shard runs again
+    # through the whole chain if any stage's record is missing, unreadable or stale, or an output
+    # was truncated, replaced or deleted (each stage then reuses what still verifies).
+    redo = manifest.verify_stages(stages, {s: stage_digest(cfg, s) for s in stages}, list(shards))
+    for name, why in sorted(redo.items()):
+        if not why.startswith(f"{stages[0]}: no record"):  # a shard never started is no news
+            log.warning("generate: shard %s is recomputed: %s", name, why)
+    pending = {name: clips for name, clips in shards.items() if name in redo}
+    log.info("generate: %d shards planned, %d verified, %d to run", len(shards), len(shards) - len(pending),
+             len(pending))
 
     if pending:
         ray = init_ray(cfg.ray.address, cfg.ray.num_cpus)

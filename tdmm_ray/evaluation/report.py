@@ -113,7 +113,7 @@ def run_eval(cfg: TdmmConfig) -> dict:
     from tdmm_ray.evaluation.fitting import fitting_errors
     from tdmm_ray.evaluation.suite import Evaluation
     from tdmm_ray.inference.translator import Translator
-    from tdmm_ray.data_engine.run import read_stage
+    from tdmm_ray.data_engine.read import read_stage
     from tdmm_ray.data_engine.shards import stage_digest
     from tdmm_ray.main_job.corpus import corpus_rows
 

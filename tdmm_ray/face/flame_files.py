@@ -16,11 +16,128 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy._core import multiarray, numeric
 
 
 class UnsafePickleError(ValueError):
-    """A pickle referenced a class outside the allow-list."""
+    """A pickle referenced a class outside the allow-list, or numpy state numpy itself never writes."""
+
+
+# Arrays a FLAME file may hold: the largest real one is shapedirs, 5023 x 3 x 400 = 6M values.
+MAX_ELEMENTS = 1 << 27  # 134M values (1 GiB of float64): a bigger shape is refused, never allocated
+# dtype kinds made of plain bytes (no pointers): bool, ints, floats, complex, byte and unicode strings.
+PLAIN_KINDS = "biufcSU"
+
+
+def _check_shape(shape: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise UnsafePickleError(f"{what}: shape {shape!r} is not a tuple of non-negative ints")
+    size = 1
+    for n in shape:
+        size *= n
+    if size > MAX_ELEMENTS:
+        raise ValueError(f"{what}: shape {shape} holds {size:,} values, more than the {MAX_ELEMENTS:,} "
+                         "a face-model array may hold")
+    return shape
+
+
+class PickledDtype:
+    """Stand-in for `numpy.dtype(spec, align, copy)` + its pickled state. The dtype is built here
+    from the spec string; the file's state is never handed to numpy's dtype.__setstate__ (which
+    would let it clear an object dtype's flags, so raw bytes get read as object pointers). A state
+    other than exactly what numpy writes for that dtype, up to byte order, is refused."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True):
+        if not isinstance(spec, str) or align not in (False, 0):
+            raise UnsafePickleError(f"refusing dtype({spec!r}, align={align!r}): only plain dtype names are allowed")
+        try:
+            self.dtype = np.dtype(spec)
+        except TypeError as err:
+            raise UnsafePickleError(f"refusing unknown dtype {spec!r} ({err})") from None
+        if self.dtype.kind not in PLAIN_KINDS + "O" or self.dtype.names is not None or self.dtype.subdtype:
+            raise UnsafePickleError(f"refusing dtype {self.dtype} (kind {self.dtype.kind!r})")
+
+    def __setstate__(self, state: Any) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) in (8, 9) else None
+        if order not in ("<", ">", "|", "="):
+            raise UnsafePickleError(f"refusing dtype state {state!r}")
+        dtype = self.dtype.newbyteorder(order) if order in "<>" else self.dtype
+        expected = dtype.__reduce__()[2]
+        if tuple(state[2:8]) != tuple(expected[2:8]) or (len(state) == 9 and state[8] is not None):
+            raise UnsafePickleError(f"refusing dtype state {state!r} for {self.dtype}: numpy writes {expected!r}")
+        self.dtype = dtype
+
+
+def _dtype(value: Any, what: str, allow_object: bool = False) -> np.dtype:
+    if not isinstance(value, PickledDtype):
+        raise UnsafePickleError(f"{what}: expected a dtype, got {type(value).__name__}")
+    if value.dtype.hasobject and not allow_object:
+        raise UnsafePickleError(f"{what}: refusing object dtype read from raw bytes")
+    return value.dtype
+
+
+def _raw_bytes(data: Any, what: str) -> bytes:
+    if isinstance(data, str):  # Python 2 pickles hold raw array bytes in a str (decoded as latin1)
+        return data.encode("latin1")
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    raise UnsafePickleError(f"{what}: raw data must be bytes, got {type(data).__name__}")
+
+
+def _from_bytes(data: Any, dtype: np.dtype, shape: tuple[int, ...], order: str, what: str) -> np.ndarray:
+    raw = _raw_bytes(data, what)
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if len(raw) != size * dtype.itemsize:
+        raise ValueError(f"{what}: shape {shape} of {dtype} needs {size * dtype.itemsize:,} bytes, "
+                         f"the file holds {len(raw):,}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape, order=order).copy(order="A")
+
+
+class PickledArray:
+    """Stand-in for an ndarray being unpickled (`_reconstruct(ndarray, ...)` + its state). The array
+    is built from the state only after its dtype, shape and byte count are checked; object arrays
+    only from a list of (already safely unpickled) Python objects, never from raw bytes."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise UnsafePickleError("refusing an ndarray state that is not (version, shape, dtype, fortran, data)")
+        shape, pdtype, fortran, data = state[-4:]
+        shape = _check_shape(tuple(shape) if isinstance(shape, list) else shape, "ndarray")
+        dtype = _dtype(pdtype, "ndarray", allow_object=isinstance(data, list))
+        order = "F" if fortran else "C"
+        if dtype.hasobject:
+            if len(data) != int(np.prod(shape, dtype=np.int64)):
+                raise ValueError(f"ndarray: shape {shape} needs {int(np.prod(shape))} objects, the file holds {len(data)}")
+            flat = np.empty(len(data), dtype=object)
+            for i, item in enumerate(data):
+                flat[i] = to_numpy(item)
+            self.array = flat.reshape(shape, order=order)
+        else:
+            self.array = _from_bytes(data, dtype, shape, order, "ndarray")
+
+
+def _reconstruct(cls: Any, *args: Any) -> Any:
+    """numpy's `_reconstruct(ndarray, shape, typecode)` and copyreg._reconstructor (protocol 0/1
+    pickles), limited to the stand-ins here; nothing is allocated until the state is checked."""
+    if cls is PickledArray:
+        return PickledArray()
+    if cls in (ChumpyArray, SparseMatrix, SparseCSR):
+        return cls()
+    raise UnsafePickleError(f"refusing to reconstruct {cls!r}")
+
+
+def _frombuffer(buf: Any, pdtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's `_frombuffer` (protocol-5 style array pickles), with checked dtype and size."""
+    shape = _check_shape(tuple(shape) if isinstance(shape, list) else shape, "frombuffer")
+    return _from_bytes(buf, _dtype(pdtype, "frombuffer"), shape, "F" if order == "F" else "C", "frombuffer")
+
+
+def _scalar(pdtype: Any, data: Any = None) -> Any:
+    """numpy's `scalar(dtype, bytes)` (pickled numpy scalars); never an object scalar."""
+    dtype = _dtype(pdtype, "scalar")
+    return _from_bytes(data, dtype, (), "C", "scalar")[()]
 
 
 class ChumpyArray:
@@ -36,7 +153,7 @@ class ChumpyArray:
         if "x" not in self.state:
             raise ValueError("a chumpy object in the model file holds no array value ('x'); "
                              "re-export the model with plain numpy arrays")
-        return np.asarray(self.state["x"])
+        return np.asarray(to_numpy(self.state["x"]))
 
 
 class SparseMatrix:
@@ -54,17 +171,24 @@ class SparseMatrix:
 
     def to_numpy(self) -> np.ndarray:
         s = self.state
-        shape = tuple(s.get("_shape") or s.get("shape"))
-        data, indices, indptr = (np.asarray(s[k]) for k in ("data", "indices", "indptr"))
+        raw_shape = s.get("_shape") or s.get("shape")
+        shape = _check_shape(tuple(raw_shape) if isinstance(raw_shape, (list, tuple)) else raw_shape,
+                             f"sparse {self.format} matrix")
+        if len(shape) != 2 or any(k not in s for k in ("data", "indices", "indptr")):
+            raise ValueError(f"sparse {self.format} matrix: needs a 2-d shape and data/indices/indptr")
+        data, indices, indptr = (np.asarray(to_numpy(s[k])) for k in ("data", "indices", "indptr"))
+        major, minor = (shape[1], shape[0]) if self.format == "csc" else shape
+        ok = (indptr.ndim == 1 and len(indptr) == major + 1 and indices.ndim == 1 and len(data) == len(indices)
+              and np.all(np.diff(indptr) >= 0) and indptr[0] == 0 and indptr[-1] == len(indices)
+              and (len(indices) == 0 or (indices.min() >= 0 and indices.max() < minor)))
+        if not ok:
+            raise ValueError(f"sparse {self.format} matrix of shape {shape}: inconsistent data/indices/indptr")
         dense = np.zeros(shape, dtype=np.float64)
-        major = shape[1] if self.format == "csc" else shape[0]
-        for j in range(major):
-            rows = indices[indptr[j]:indptr[j + 1]]
-            values = data[indptr[j]:indptr[j + 1]]
-            if self.format == "csc":
-                dense[rows, j] = values
-            else:
-                dense[j, rows] = values
+        majors = np.repeat(np.arange(major), np.diff(indptr))  # the column (csc) or row (csr) of each value
+        if self.format == "csc":
+            dense[indices, majors] = data
+        else:
+            dense[majors, indices] = data
         return dense
 
 
@@ -72,34 +196,35 @@ class SparseCSR(SparseMatrix):
     format = "csr"
 
 
-def _reconstructor(cls: type, base: type, state: Any) -> Any:
-    """copyreg._reconstructor (protocol 0/1 pickles), limited to the stand-ins above."""
-    if cls not in (ChumpyArray, SparseMatrix, SparseCSR):
-        raise UnsafePickleError(f"refusing to reconstruct {cls!r}")
-    return cls()
-
-
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     """codecs.encode as Python 3 protocol-2 pickles use it for raw array bytes; latin1 only."""
-    if encoding.lower().replace("-", "") != "latin1":
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
         raise UnsafePickleError(f"refusing codecs.encode with encoding {encoding!r}")
     return text.encode("latin1")
 
 
+def _empty_bytes() -> bytes:
+    """`bytes()` as protocol-2 pickles write b"" (never bytes(n), which would allocate n)."""
+    return b""
+
+
+# Every name maps to a stand-in or a checked function here: no numpy constructor sees the file's data.
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _latin1_bytes,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("copy_reg", "_reconstructor"): _reconstructor,
-    ("copyreg", "_reconstructor"): _reconstructor,
+    ("numpy", "ndarray"): PickledArray,
+    ("numpy", "dtype"): PickledDtype,
+    ("copy_reg", "_reconstructor"): _reconstruct,
+    ("copyreg", "_reconstructor"): _reconstruct,
     ("__builtin__", "object"): object,
     ("builtins", "object"): object,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "_reconstruct")] = multiarray._reconstruct
-    _ALLOWED[(_mod, "scalar")] = multiarray.scalar
+    _ALLOWED[(_mod, "_reconstruct")] = _reconstruct
+    _ALLOWED[(_mod, "scalar")] = _scalar
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
-    _ALLOWED[(_mod, "_frombuffer")] = numeric._frombuffer
+    _ALLOWED[(_mod, "_frombuffer")] = _frombuffer
 for _mod in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse"):
     _ALLOWED[(_mod, "csc_matrix")] = SparseMatrix
 for _mod in ("scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse"):
@@ -119,11 +244,19 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def to_numpy(value: Any) -> Any:
-    """Stand-ins -> numpy arrays, recursively through dicts; other values unchanged."""
+    """Stand-ins -> numpy arrays, recursively through dicts, lists and tuples; other values unchanged."""
+    if isinstance(value, PickledArray):
+        if value.array is None:
+            raise ValueError("an ndarray in the file has no data (no state followed its reconstruction)")
+        return value.array
+    if isinstance(value, PickledDtype):
+        return value.dtype
     if isinstance(value, (ChumpyArray, SparseMatrix)):
         return value.to_numpy()
     if isinstance(value, dict):
         return {k: to_numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_numpy(v) for v in value)
     return value
 
 
@@ -134,6 +267,8 @@ def safe_load_pickle(path: Path) -> Any:
             return to_numpy(SafeUnpickler(fh, encoding="latin1").load())
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
+    except ValueError as err:  # a checked shape or byte count
+        raise ValueError(f"{path}: {err}") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, IndexError, KeyError) as err:
         raise ValueError(f"{path} is not a readable pickle ({type(err).__name__}: {err})") from None
 
@@ -149,18 +284,19 @@ def safe_load_npy(path: Path) -> Any:
             if read_header is None:
                 raise ValueError(f"unsupported .npy version {version}")
             shape, _, dtype = read_header(fh)
+            _check_shape(shape, "array")  # before numpy allocates what the header claims
             if dtype.hasobject:
-                array = SafeUnpickler(io.BytesIO(fh.read()), encoding="latin1").load()
+                array = to_numpy(SafeUnpickler(io.BytesIO(fh.read()), encoding="latin1").load())
             else:
                 fh.seek(0)
                 array = np.load(fh, allow_pickle=False)
     except UnsafePickleError as err:
         raise UnsafePickleError(f"{path}: {err}") from None
-    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError, TypeError, AttributeError) as err:
         raise ValueError(f"{path} is not a readable .npy file ({err})") from None
     if isinstance(array, np.ndarray) and array.dtype.hasobject and array.shape == ():
         array = array.item()
-    return to_numpy(array)
+    return array
 
 
 # ---- landmark embeddings ---------------------------------------------------------------------

@@ -50,6 +50,27 @@ def describe_windows(tr, expression, rotation, fps: float, window_s: float | Non
     return [{"start_s": round(s / fps, 2), "end_s": round(e / fps, 2), **o} for (s, e), o in zip(spans, out)]
 
 
+def video_motion(path: str, face) -> tuple:
+    """(expression, rotation, fps) fitted to a video. A ValueError when no frame shows a face: the fit
+    of no landmarks is the neutral face, and its description would describe nothing."""
+    import numpy as np
+
+    from tdmm_ray.fit.video_fit import fit_landmarks, make_detector, read_frames
+
+    frames, fps = read_frames(path)
+    detector = make_detector("dlib")
+    landmarks, confidence = detector.detect(frames)
+    found = int(np.isfinite(landmarks[:, 0, 0]).sum())
+    if found == 0:
+        raise ValueError(f"no face was found in {path} ({len(frames)} frames, {detector.name} detector): "
+                         "nothing to describe")
+    h, w = frames.shape[1:3]
+    f = fit_landmarks(face, landmarks[None], (w, h), confidence=confidence[None])
+    print(f"fitted {len(f.expression[0])} frames of {path} with {detector.name} (face in {found}; "
+          f"median NME {np.nanmedian(f.nme[0]):.3f}; QC: {f.qc_reason[0]})")
+    return f.expression[0], f.rotation[0], float(fps)
+
+
 def _cmd_describe(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -58,14 +79,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     tr = Translator.load(args.run)
     path = args.motion
     if path.lower().endswith((".mp4", ".mov", ".avi", ".mkv", ".webm")):
-        from tdmm_ray.fit.video_fit import fit_video
-
-        fitted = fit_video(path, tr.face, detector="dlib")
-        f = fitted.fit
-        expression, rotation, fps = f.expression[0], f.rotation[0], float(fitted.fps)
-        found = int(np.isfinite(fitted.landmarks[:, 0, 0]).sum())
-        print(f"fitted {len(expression)} frames of {path} with {fitted.detector} (face in {found}; "
-              f"median NME {np.nanmedian(f.nme[0]):.3f}; QC: {f.qc_reason[0]})")
+        expression, rotation, fps = video_motion(path, tr.face)
     else:
         with np.load(path, allow_pickle=False) as z:
             if "expression" not in z:
