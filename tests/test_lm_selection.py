@@ -43,7 +43,7 @@ def test_early_stopping_counts_validations_without_a_new_best(patience, stops):
 
 
 def test_validation_split_takes_train_compositions_only():
-    rows = compositional_corpus(per_pair=6, test_per_pair=1)
+    rows = compositional_corpus(per_pair=3, test_per_pair=1)
     out = validation_split(rows, 0.15, seed=3)
     val = [r for r in out if r["split"] == VAL]
     train = [r for r in out if r["split"] == "train"]

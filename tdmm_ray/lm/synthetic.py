@@ -48,17 +48,18 @@ def synthetic_corpus(n_rows: int = 48, codebook_size: int = 64, fps: int = 25, d
 
 
 # ---- A compositional toy: motion tokens that encode each attribute separately -----------------
-COMPOSITION_EMOTIONS = ("happy", "sad", "angry", "surprised")
-COMPOSITION_HEADS = ("still", "nod", "shake")
+COMPOSITION_EMOTIONS = ("happy", "sad", "angry", "surprised", "fearful", "disgusted")
+COMPOSITION_HEADS = ("still", "nod", "shake", "turn_left", "look_up")
 COMPOSITION_INTENSITIES = ("mild", "intense")
-# Each emotion and each head motion still appears in training, only never together like this.
-COMPOSITION_HELDOUT = (("happy", "shake"), ("sad", "still"), ("surprised", "nod"))
+# A diagonal: each emotion and each head motion still appears in training with the others, as the
+# real suite holds out ~15% of its emotion x head pairs.
+COMPOSITION_HELDOUT = tuple(zip(COMPOSITION_EMOTIONS, COMPOSITION_HEADS))
 
 
 def compositional_codes(e: int, i: int, h: int, n: int, rng: random.Random, noise: float = 0.05,
                         codebook_size: int = 64) -> list[int]:
-    """Alternating expression and head codes: expression codes 0..15 (4 per emotion, the upper two
-    for the stronger intensity), head codes 32..43 (4 per head motion). An attribute is read from
+    """Alternating expression and head codes: expression codes 0..23 (4 per emotion, the upper two
+    for the stronger intensity), head codes 32..51 (4 per head motion). An attribute is read from
     its own codes whatever the other attribute is, so a held-out pair is made of seen parts."""
     out = []
     for t in range(n):
@@ -67,10 +68,10 @@ def compositional_codes(e: int, i: int, h: int, n: int, rng: random.Random, nois
     return out
 
 
-def compositional_corpus(per_pair: int = 12, test_per_pair: int = 2, codebook_size: int = 64, fps: int = 25,
+def compositional_corpus(per_pair: int = 6, test_per_pair: int = 1, codebook_size: int = 64, fps: int = 25,
                          seconds: tuple[float, float] = (0.8, 1.2), seed: int = 0) -> list[dict[str, Any]]:
-    """Rows for every (emotion, intensity, head) of the toy taxonomy, with the corpus's own prompt and
-    caption writers: `per_pair` train + `test_per_pair` test rows per seen (emotion, head) pair,
+    """Rows for every (emotion, head) of the toy taxonomy, with the corpus's own prompt and caption
+    writers: `per_pair` train + `test_per_pair` test rows per seen pair (intensities alternate),
     and `per_pair` "heldout" rows for each pair of COMPOSITION_HELDOUT."""
     from tdmm_ray.prompts.render import caption, prompt_text
 

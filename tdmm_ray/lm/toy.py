@@ -55,7 +55,7 @@ def train_in_process(rows: Sequence[Mapping], lm: LMConfig = TOY_LM, codebook_si
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        history.append({"step": step, "loss": float(loss)})
+        history.append({"step": step, "loss": loss.item()})
         if len(val) and (step % eval_every == 0 or step == steps):
             model.eval()
             with torch.no_grad():
