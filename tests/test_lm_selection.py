@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from transformers import LogitsProcessorList
 
-from tdmm_ray.lm.data import VAL, attribute_header, validation_split
-from tdmm_ray.lm.decoding_rules import banned_repeat, has_immediate_repeat
+from tdmm_ray.config import LMConfig
+from tdmm_ray.lm.data import VAL, attribute_header, m2l_prompt_ids, validation_split
+from tdmm_ray.lm.decoding_rules import NoImmediateWordRepeat, banned_repeat, has_immediate_repeat, word_start_table
+from tdmm_ray.lm.generate import TextOnlyLogitsProcessor, non_text_ids
+from tdmm_ray.lm.model import prepare_base
+from tdmm_ray.lm.train import tokenizer_texts
 from tdmm_ray.lm.selection import best_record, evals_since_best, is_new_best, should_stop, val_records
 from tdmm_ray.lm.synthetic import COMPOSITION_HELDOUT, compositional_corpus
 from tdmm_ray.prompts.parser import parse_attributes
@@ -90,3 +96,30 @@ def test_repetition_rule():
     assert has_immediate_repeat("It is. Is it")
     assert has_immediate_repeat("The person is happy, happy and calm.")
     assert not has_immediate_repeat("The person nods. The person smiles.")
+
+
+def test_a_model_pushed_to_loop_on_a_word_cannot_repeat_it_with_the_rule():
+    rows = compositional_corpus(per_pair=1, test_per_pair=0)
+    model, tok = prepare_base(LMConfig(hidden_size=32, layers=1, heads=2, vocab_size=600), 64, tokenizer_texts(rows))
+    person, is_ = tok(" person")["input_ids"], tok(" is")["input_ids"]
+    assert len(person) == 1 and len(is_) == 1
+    bias = torch.zeros(model.get_output_embeddings().weight.shape[0])
+    bias[person + is_] = torch.tensor([30.0, 29.0])  # "person" always wins, "is" is the runner-up
+
+    def hook(_module, _inputs, output):
+        return output + bias
+
+    handle = model.get_output_embeddings().register_forward_hook(hook)
+    prompt = torch.tensor([m2l_prompt_ids(tok, rows[0]["tokens"])])
+    text_only = TextOnlyLogitsProcessor(non_text_ids(tok))
+    try:
+        def generate(*rules):
+            out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
+                                 logits_processor=LogitsProcessorList([text_only, *rules]))
+            return tok.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+
+        assert generate().split() == ["person"] * 8  # the loop of the issue
+        guarded = generate(NoImmediateWordRepeat(word_start_table(tok), prompt.shape[1]))
+        assert guarded.split() == ["person", "is"] * 4 and not has_immediate_repeat(guarded)
+    finally:
+        handle.remove()
