@@ -22,14 +22,16 @@ import torch
 from transformers import LogitsProcessor, PreTrainedTokenizerBase
 
 
+_WORD_MARKS = ("\u0120", "\u2581")  # byte-level BPE's "Ġ" and SentencePiece's "▁": a leading space
+
+
 def word_start_table(tokenizer: PreTrainedTokenizerBase) -> list[bool]:
-    """Per token id: does the token begin a new alphabetic word (leading space, then a letter)?"""
+    """Per token id: does the token begin a new alphabetic word (leading space mark, then a letter)?
+    Read from the token strings, so a 150K vocabulary takes well under a second; compute it once
+    per tokenizer."""
     size = max(len(tokenizer), max(tokenizer.get_vocab().values()) + 1)
-    table = [False] * size
-    for tid in range(size):
-        text = tokenizer.decode([tid], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        table[tid] = len(text) >= 2 and text[0] == " " and text[1].isalpha()
-    return table
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    return [isinstance(p, str) and len(p) >= 2 and p[0] in _WORD_MARKS and p[1].isalpha() for p in pieces]
 
 
 def previous_word_start(ids: Sequence[int], word_start: Sequence[bool]) -> int | None:
