@@ -75,7 +75,7 @@ def m2l_accuracy(model, tok, rows: Sequence[Mapping], **sampling: Any) -> tuple[
 
     texts: list[str] = []
     for i in range(0, len(rows), 32):
-        texts.extend(describe_codes(model, tok, [r["tokens"] for r in rows[i:i + 32]], max_new_tokens=64, **sampling))
+        texts.extend(describe_codes(model, tok, [r["tokens"] for r in rows[i:i + 32]], max_new_tokens=96, **sampling))
     return attribute_accuracy(list(rows), texts), texts
 
 
