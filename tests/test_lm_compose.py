@@ -1,6 +1,7 @@
 """On a toy corpus whose held-out compositions combine attributes seen separately, the model trained
 with the project's own data path (attribute header, validation split, best-checkpoint selection)
-describes held-out clips above chance, and its captions never repeat a word back to back."""
+describes held-out clips above chance, and its captions (decoded with decoding_rules' rule) never
+repeat a word back to back."""
 
 from __future__ import annotations
 
