@@ -213,6 +213,8 @@ class LMConfig(Section):
     heads: int = Field(4, ge=1)
     vocab_size: int = Field(2000, ge=256, description="BPE vocabulary trained on corpus text (small model only)")
     max_length: int = Field(384, ge=32)
+    attribute_header: bool = Field(True, description="Motion2Language answers start with 'Emotion: X. Intensity: Y. "
+                                   "Head: Z.' before the caption (attributes in a fixed order)")
 
 
 class TrainConfig(Section):
@@ -231,6 +233,9 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(100, ge=1)
     max_failures: int = Field(2, ge=0)
     m2l_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of Motion2Language examples in the mix")
+    val_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of train-split clips held back for "
+                                "validation (checkpoint selection, early stopping); never a held-out composition")
+    patience: int = Field(4, ge=0, description="stop after this many validations without a new best (0: never)")
 
 
 class ServeConfig(Section):

@@ -23,6 +23,7 @@ from tdmm_ray.lm.generate import describe_codes
 from tdmm_ray.tokenizer.features import features_from
 
 log = logging.getLogger(__name__)
+M2L_MAX_NEW_TOKENS = 96
 
 
 class TfIdf:
@@ -141,7 +142,10 @@ class Evaluation:
     def m2l(self, rows: list[dict]) -> tuple[dict, list[str]]:
         hyps = []
         for i in range(0, len(rows), 16):
-            hyps.extend(describe_codes(self.tr.model, self.tr.tokenizer, [r["tokens"] for r in rows[i:i + 16]]))
+            # Room for the attribute header (~15 tokens) and the longest captions (~60): a cut
+            # caption would be scored as a disfluent one.
+            hyps.extend(describe_codes(self.tr.model, self.tr.tokenizer, [r["tokens"] for r in rows[i:i + 16]],
+                                       max_new_tokens=M2L_MAX_NEW_TOKENS))
         refs = [list(r["captions"]) for r in rows]
         emb = self.evaluator.embed_motion([self.features(r["expression"], r["rotation"]) for r in rows])
         nearest = np.argmin(((emb[:, None] - self.train_motion_emb[None]) ** 2).sum(-1), 1)

@@ -4,13 +4,17 @@ Layout of one example (ids):  [bos] <|user|> instruction <|assistant|> answer <e
   Language2Motion: instruction = a template around the prompt (sometimes with a duration hint),
                    answer = <motion_start> <motion_k>... <motion_end>
   Motion2Language: instruction = a template around <motion_start> <motion_k>... <motion_end>,
-                   answer = one of the clip's captions
+                   answer = "Emotion: X. Intensity: Y. Head: Z. " + one of the clip's captions
+The attribute header states the three attributes in a fixed order before the free paraphrase: each
+answer then starts with three short decisions the model learns separately (and the prompt parser
+reads back exactly), instead of one of many phrasings in which they are entangled.
 Labels are -100 on the prompt part and on padding. Examples are packed into flat int32 arrays so
 that shipping a large corpus to Ray workers stays cheap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -46,6 +50,52 @@ M2L_TEMPLATES = (
     "{motion} Describe the expression and the head movement.",
 )
 REQUIRED_COLUMNS = ("clip_id", "split", "text", "captions", "fps", "n_frames", "tokens")
+HEADER_AXES = (("Emotion", "emotion"), ("Intensity", "intensity"), ("Head", "head_motion"))
+VAL = "val"
+
+
+def attribute_header(row: Mapping) -> str:
+    """'Emotion: happy. Intensity: mild. Head: tilt left.' from a row's attributes ('' if it has none)."""
+    values = [row.get(key) for _, key in HEADER_AXES]
+    if any(not v for v in values):
+        return ""
+    return " ".join(f"{label}: {str(v).replace('_', ' ')}." for (label, _), v in zip(HEADER_AXES, values))
+
+
+def _composition(row: Mapping) -> tuple:
+    return (row.get("emotion"), row.get("head_motion")) if row.get("emotion") else (row["text"],)
+
+
+def validation_split(rows: Sequence[Mapping], fraction: float, seed: int = 0, minimum: int = 8) -> list[dict]:
+    """Copies of `rows` where a `fraction` of the train split is relabelled "val".
+
+    Validation clips come only from the train split, so no held-out composition is ever used to
+    pick a checkpoint. Clips whose composition keeps another train clip are taken first (validation
+    then measures fitting new clips of known compositions, not memorising these); the choice is a
+    seeded hash of the clip id, so it is stable across runs and resumes. Below `minimum` train
+    clips nothing is held back."""
+    if not 0.0 <= fraction <= 0.5:
+        raise ValueError(f"train.val_fraction must be in [0, 0.5], got {fraction}")
+    out = [dict(r) for r in rows]
+    train = [r for r in out if r["split"] == "train"]
+    n_val = round(len(train) * fraction) if len(train) >= minimum else 0
+    if n_val == 0:
+        return out
+    order = sorted(train, key=lambda r: hashlib.sha256(f"{seed}:{r['clip_id']}".encode()).hexdigest())
+    left: dict[tuple, int] = {}
+    for r in train:
+        left[_composition(r)] = left.get(_composition(r), 0) + 1
+    chosen: set[int] = set()
+    for i, r in enumerate(order):  # first pass: only clips whose composition stays in training
+        if len(chosen) < n_val and left[_composition(r)] >= 2:
+            left[_composition(r)] -= 1
+            chosen.add(i)
+    for i in range(len(order)):  # second pass (few clips per composition): any train clip
+        if len(chosen) < n_val:
+            chosen.add(i)
+    for i in chosen:
+        order[i]["split"] = VAL
+    return out
 
 
 def template_texts() -> list[str]:
@@ -122,7 +172,8 @@ def check_rows(rows: Sequence[Mapping]) -> None:
 
 
 def build_examples(rows: Sequence[Mapping], tokenizer: PreTrainedTokenizerBase, split: str = "train",
-                   m2l_fraction: float = 0.5, per_row: int = 2, max_length: int = 384, seed: int = 0) -> PackedExamples:
+                   m2l_fraction: float = 0.5, per_row: int = 2, max_length: int = 384, seed: int = 0,
+                   header: bool = True) -> PackedExamples:
     """Instruction examples from the rows of one split (other splits are skipped, never mixed in).
 
     Each row gives `per_row` examples; a share `m2l_fraction` of all examples are Motion2Language.
@@ -152,7 +203,9 @@ def build_examples(rows: Sequence[Mapping], tokenizer: PreTrainedTokenizerBase, 
         else:
             captions = [c for c in (row["captions"] or []) if c] or [str(row["text"])]
             prompt = m2l_prompt_ids(tokenizer, codes, rng.randrange(len(M2L_TEMPLATES)))
-            answer = _text_ids(tokenizer, rng.choice(captions)) + [eos]
+            text = rng.choice(captions)
+            head = attribute_header(row) if header else ""
+            answer = _text_ids(tokenizer, f"{head} {text}" if head else text) + [eos]
         if len(prompt) + len(answer) > max_length:
             dropped += 1
             continue

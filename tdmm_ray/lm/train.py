@@ -3,8 +3,8 @@
 Run folder layout (under the run's storage root):
     lm/base/           starting model + tokenizer with motion tokens (HF format)
     lm/train/          Ray Train run "train": checkpoint_* folders (resume state)
-    lm/final/          consolidated model + tokenizer (plain `from_pretrained` loads it)
-    lm/metrics.jsonl   one record per logged step (loss, eval_loss, lr, tokens_per_s)
+    lm/final/          the kept model (lowest validation loss) + tokenizer, best.json {step, val_loss}
+    lm/metrics.jsonl   one record per logged step (loss, lr, tokens_per_s) and per validation (val_loss)
     lm/loss.png        loss curves
 Running the same command again with the same run folder resumes from the last checkpoint.
 """
@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tdmm_ray.config import TdmmConfig
-from tdmm_ray.lm.data import build_examples, template_texts
+from tdmm_ray.lm.data import VAL, attribute_header, build_examples, template_texts, validation_split
+from tdmm_ray.lm.selection import VAL_KEY, best_record
 from tdmm_ray.lm.train_worker import train_loop, upload_dir
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.storage import Storage, is_s3, s3_endpoint, worker_env
@@ -29,6 +30,7 @@ from tdmm_ray.storage import Storage, is_s3, s3_endpoint, worker_env
 log = logging.getLogger(__name__)
 
 CORPUS_FIELDS = ("clip_id", "split", "text", "captions", "fps", "n_frames", "tokens")
+ATTRIBUTE_FIELDS = ("emotion", "intensity", "head_motion")  # read when present: the answer header
 RUN_NAME = "train"
 MAX_EVAL_EXAMPLES = 64
 
@@ -45,17 +47,20 @@ def read_corpus(url: str) -> list[dict[str, Any]]:
         missing = [c for c in CORPUS_FIELDS if c not in table.column_names]
         if missing:
             raise ValueError(f"{storage.url(name)} lacks corpus column(s) {missing}")
-        rows.extend(table.select(list(CORPUS_FIELDS)).to_pylist())
+        extra = [c for c in ATTRIBUTE_FIELDS if c in table.column_names]
+        rows.extend(table.select([*CORPUS_FIELDS, *extra]).to_pylist())
     return rows
 
 
 def tokenizer_texts(rows: Sequence[Mapping]) -> list[str]:
-    """Training-split prompts and captions, plus the template wording (test text stays unseen)."""
+    """Training-split prompts, captions and attribute headers, plus the template wording (test text
+    stays unseen)."""
     texts = list(template_texts())
     for r in rows:
         if r["split"] == "train":
             texts.append(str(r["text"]))
             texts.extend(c for c in (r["captions"] or []) if c)
+            texts.append(attribute_header(r))
     return texts
 
 
@@ -118,12 +123,15 @@ def plot_losses(history: list[dict[str, Any]], path: str) -> None:
     import matplotlib.pyplot as plt
 
     train = [(r["step"], r["loss"]) for r in history if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r]
+    evals = [(r["step"], r[VAL_KEY]) for r in history if VAL_KEY in r]
+    best = best_record(history)
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
         ax.plot(*zip(*train), label="train loss")
     if evals:
-        ax.plot(*zip(*evals), "o-", label="eval loss (test split)")
+        ax.plot(*zip(*evals), "o-", label="validation loss (train compositions)")
+    if best is not None:
+        ax.plot([best["step"]], [best[VAL_KEY]], "*", ms=14, color="red", label=f"kept (step {best['step']})")
     for r in history:
         if r.get("event") == "resume":
             ax.axvline(r["step"], color="gray", ls=":", lw=1)
@@ -157,17 +165,24 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
         rows = list(corpus)
     lm = Storage(storage.url("lm"))
     check_compatible(lm, cfg)
+    rows = validation_split(rows, t.val_fraction, cfg.seed)
     texts = tokenizer_texts(rows)
     with tempfile.TemporaryDirectory(prefix="tdmm-base-") as cache:
         tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache))
-    common = dict(m2l_fraction=t.m2l_fraction, max_length=cfg.lm.max_length, seed=cfg.seed)
+    common = dict(m2l_fraction=t.m2l_fraction, max_length=cfg.lm.max_length, seed=cfg.seed,
+                  header=cfg.lm.attribute_header)
     train_set = build_examples(rows, tokenizer, "train", **common)
-    eval_set = build_examples(rows, tokenizer, "test", per_row=1, **common)
+    # Both directions of every validation clip; the test and held-out splits stay untouched.
+    eval_set = build_examples(rows, tokenizer, VAL, per_row=2, **common)
     if len(train_set) < t.num_workers:
         raise ValueError(f"only {len(train_set)} training examples for {t.num_workers} workers: "
                          "the corpus has too few train-split rows with motion tokens")
     eval_set = eval_set.head(MAX_EVAL_EXAMPLES)  # every rank evaluates all of it: keep it small
-    log.info("LM data: %d train examples, %d eval examples, %d token ids", len(train_set), len(eval_set), len(train_set.ids))
+    if not len(eval_set):
+        log.warning("no validation clips (train.val_fraction=%s, %d train rows): lm/final will be the last step",
+                    t.val_fraction, sum(r["split"] == "train" for r in rows))
+    log.info("LM data: %d train examples, %d validation examples, %d token ids", len(train_set), len(eval_set),
+             len(train_set.ids))
 
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     env = {**worker_env(), "TORCH_EXTENSIONS_DIR": os.environ.get(
@@ -196,14 +211,18 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
         with open(os.path.join(tmp, "loss.png"), "rb") as f:
             lm.write_bytes("loss.png", f.read())
     losses = [r for r in history if "loss" in r]
+    best = best_record(history)
     summary = {
         "final_model": lm.url("final"), "metrics": lm.url("metrics.jsonl"),
         "steps": losses[-1]["step"] if losses else 0,
         "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
-        "eval_loss": next((r["eval_loss"] for r in reversed(history) if "eval_loss" in r), None),
+        # The kept model's validation loss (lm/final holds the weights of `best_step`).
+        "eval_loss": best[VAL_KEY] if best else None, "best_step": best["step"] if best else None,
+        "last_val_loss": next((r[VAL_KEY] for r in reversed(history) if VAL_KEY in r), None),
+        "stopped_early": any(r.get("event") == "early_stop" for r in history),
         "resumed_from": [r["step"] for r in history if r.get("event") == "resume"],
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "train_examples": len(train_set), "eval_examples": len(eval_set),
+        "train_examples": len(train_set), "val_examples": len(eval_set),
     }
     lm.write_json("summary.json", summary)
     Manifest(storage).mark_stage("lm", cfg.digest("lm", "train", "tokenizer"), final_model=summary["final_model"],

@@ -4,6 +4,11 @@ Resume: `ray.train.get_checkpoint()` gives the last reported checkpoint (after a
 when the same command runs again with the same run name); the loop restores weights, optimizer,
 schedule and its own history, then continues at the saved step with the same data order.
 Every rank calls `ray.train.report` at the same steps, as Ray Train requires.
+
+Model selection: every `eval_every` steps all ranks compute the loss on the validation split (train
+compositions only); a new best is consolidated into lm/final at once (with `best.json` naming its
+step and loss), so lm/final always holds the lowest-validation-loss weights, never merely the last.
+`patience` validations without a new best stop the run (selection.py decides both, from history).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from tdmm_ray.config import TdmmConfig
 from tdmm_ray.lm.data import PackedExamples, collate
 from tdmm_ray.lm.deepspeed_config import deepspeed_config
 from tdmm_ray.lm.runners import DDPRunner, DeepSpeedRunner, Runner, warmup_cosine
+from tdmm_ray.lm.selection import VAL_KEY, is_new_best, should_stop
 
 log = logging.getLogger("tdmm_ray.lm.train")
 STATE_FILE = "train_state.json"
+BEST_FILE = "best.json"  # in lm/final: the step and validation loss of the weights there
 
 
 def rank_batch(n: int, world: int, rank: int, batch_size: int, micro_index: int, seed: int) -> list[int]:
@@ -90,8 +97,10 @@ def upload_dir(local_dir: str, url: str) -> None:
                 storage.write_bytes(rel, f.read())
 
 
-def save_final(runner: Runner, rank: int, base_dir: str, final_url: str, dtype: torch.dtype) -> None:
-    """Consolidate the weights on rank 0 and save a plain Hugging Face folder (model + tokenizer)."""
+def save_final(runner: Runner, rank: int, base_dir: str, final_url: str, dtype: torch.dtype,
+               best: dict[str, Any] | None = None) -> None:
+    """Consolidate the weights on rank 0 and save a plain Hugging Face folder (model + tokenizer),
+    with `best.json` ({"step", "val_loss"}) written last, once the weights are complete."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     state = runner.full_state_dict(rank)
@@ -106,7 +115,9 @@ def save_final(runner: Runner, rank: int, base_dir: str, final_url: str, dtype: 
         model.to(dtype).save_pretrained(tmp)
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(tmp)
         upload_dir(tmp, final_url)
-    log.info("saved the final model to %s", final_url)
+    _storage(final_url).write_json(BEST_FILE, best or {})
+    log.info("saved the model of step %s (validation loss %s) to %s", (best or {}).get("step"),
+             (best or {}).get(VAL_KEY), final_url)
 
 
 def make_runner(cfg: TdmmConfig, model: torch.nn.Module, device: torch.device) -> Runner:
@@ -160,10 +171,12 @@ def train_loop(config: dict[str, Any]) -> None:
             log.info("resumed from the checkpoint at step %d", start_step)
 
     on_step = config.get("on_step")  # the caller's callback (tests inject faults with it)
+    stopped = any(r.get("event") == "early_stop" for r in history)
+    dtype = torch.bfloat16 if (t.bf16 and t.use_gpu) else torch.float32
     log_every = max(1, min(10, t.steps // 20))
     window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
     runner.train(True)
-    for step in range(start_step + 1, t.steps + 1):
+    for step in range(start_step + 1, (start_step if stopped else t.steps) + 1):
         micro_losses = []
         for k in range(t.grad_accum):
             micro = (step - 1) * t.grad_accum + k
@@ -183,16 +196,28 @@ def train_loop(config: dict[str, Any]) -> None:
             elapsed = time.perf_counter() - window_start
             record = {"step": step, "loss": loss_sum / world, "lr": runner.lr(),
                       "tokens_per_s": tokens / max(elapsed, 1e-9), "time": time.time()}
-            if len(eval_set) and (step % t.eval_every == 0 or step == t.steps):
-                record["eval_loss"] = evaluate(runner, eval_set, t.batch_size, pad_id, device)
             history.append(record)
             if rank == 0:
-                extra = f" eval {record['eval_loss']:.4f}" if "eval_loss" in record else ""
-                log.info("step %d/%d loss %.4f%s lr %.2e %.0f tok/s", step, t.steps, record["loss"], extra,
+                log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s", step, t.steps, record["loss"],
                          record["lr"], record["tokens_per_s"])
             window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
 
-        if step % t.checkpoint_every == 0 or step == t.steps:
+        if len(eval_set) and (step % t.eval_every == 0 or step == t.steps):
+            # Averaged over ranks so that every rank takes the same keep/stop decision.
+            val_loss = global_sum([evaluate(runner, eval_set, t.batch_size, pad_id, device)], device)[0] / world
+            improved = is_new_best(history, val_loss)
+            history.append({"step": step, VAL_KEY: val_loss, "best": improved, "time": time.time()})
+            if improved:
+                save_final(runner, rank, base_dir, config["final_url"], dtype, {"step": step, VAL_KEY: val_loss})
+            if rank == 0:
+                log.info("step %d/%d validation loss %.4f%s", step, t.steps, val_loss, " (new best, kept)" if improved else "")
+            if should_stop(history, t.patience) and step < t.steps:
+                history.append({"event": "early_stop", "step": step, "time": time.time()})
+                stopped = True
+                if rank == 0:
+                    log.info("early stop at step %d: %d validations without a new best", step, t.patience)
+
+        if step % t.checkpoint_every == 0 or step == t.steps or stopped:
             with tempfile.TemporaryDirectory() as d:
                 wrote = runner.save(d, rank)
                 if rank == 0:
@@ -207,9 +232,12 @@ def train_loop(config: dict[str, Any]) -> None:
             ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
             if rank == 0:
                 write_history(lm_url, history)
+        if stopped:
+            break
 
-    dtype = torch.bfloat16 if (t.bf16 and t.use_gpu) else torch.float32
-    save_final(runner, rank, base_dir, config["final_url"], dtype)
+    if not any(VAL_KEY in r for r in history):
+        # No validation split (a corpus too small to hold clips back): keep the last weights.
+        save_final(runner, rank, base_dir, config["final_url"], dtype, {"step": t.steps, VAL_KEY: None})
     if rank == 0:
         write_history(lm_url, history)
     base_cache.cleanup()

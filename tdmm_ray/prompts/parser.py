@@ -9,6 +9,10 @@ How it works: every phrase pattern of `lexicon.py` is matched; overlapping match
 the start of the clause and a mention cancels it; intensity is the intensity word right before the
 emotion, else an explicit "<level> intensity", else what the emotion word implies ("furious").
 Anything not found is None (actions: an empty list).
+
+A text that opens with the model's attribute header ("Emotion: happy. Intensity: mild. Head: nod.",
+lm/data.py) is read field by field from it: the header is the model's explicit answer, and a
+known value there wins over the free paraphrase that follows.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from tdmm_ray.prompts import lexicon
-from tdmm_ray.prompts.taxonomy import ACTIONS
+from tdmm_ray.prompts.taxonomy import ACTIONS, EMOTIONS, HEAD_MOTIONS, INTENSITIES
 
 # Axes whose matches cut the text into mentions (intensity words only qualify the next mention).
 _MENTION_AXES = ("emotion", "head_motion", "action", "dynamics")
@@ -64,6 +68,24 @@ _NEGATOR = re.compile(lexicon.NEGATORS)
 _BOUNDARY = re.compile(lexicon.CLAUSE_BOUNDARIES)
 _TRANSITION_CUE = re.compile(lexicon.TRANSITION_CUES)
 _OR_ONLY = re.compile(r"^\s*(?:or|nor|or\s+even)?\s*$")
+
+
+_HEADER_FIELD = re.compile(r"\s*(emotion|intensity|head)\s*:\s*([a-z ]+?)\s*\.")
+_HEADER_FIELDS = (("emotion", "emotion", EMOTIONS), ("intensity", "intensity", INTENSITIES),
+                  ("head", "head_motion", HEAD_MOTIONS))
+
+
+def _header(norm: str) -> dict[str, str]:
+    """Known values of the leading "Emotion: X. Intensity: Y. Head: Z." fields (normalized text)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while m := _HEADER_FIELD.match(norm, pos):  # consecutive fields from the start only
+        pos = m.end()
+        label, value = m.group(1), m.group(2).replace(" ", "_")
+        for name, axis, allowed in _HEADER_FIELDS:
+            if label == name and value in allowed:
+                out.setdefault(axis, value)
+    return out
 
 
 def normalize(text: str) -> str:
@@ -195,10 +217,11 @@ def parse_attributes(text: str) -> dict:
 
     heads = [m.value for m in positive if m.axis == "head_motion"]
     actions = {m.value for m in positive if m.axis == "action"}
+    header = _header(norm)
     return {
-        "emotion": emotion,
-        "intensity": intensity,
-        "head_motion": heads[0] if heads else None,
+        "emotion": header.get("emotion", emotion),
+        "intensity": header.get("intensity", intensity),
+        "head_motion": header.get("head_motion", heads[0] if heads else None),
         "actions": [a for a in ACTIONS if a in actions],
         "dynamics": dynamics,
         "target_emotion": target,
