@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LogitsProcessorList
 
 from tdmm_ray.config import LMConfig
 from tdmm_ray.lm.data import VAL, attribute_header, m2l_prompt_ids, validation_split
-from tdmm_ray.lm.decoding_rules import NoImmediateWordRepeat, banned_repeat, has_immediate_repeat, word_start_table
-from tdmm_ray.lm.generate import TextOnlyLogitsProcessor, non_text_ids
+from tdmm_ray.lm.decoding_rules import banned_repeat, has_immediate_repeat, word_start_table
+from tdmm_ray.lm.generate import Banned, NoRepeatNGram, NoWordRepeat, Sampling, decode, non_text_ids
 from tdmm_ray.lm.model import prepare_base
 from tdmm_ray.lm.train import tokenizer_texts
 from tdmm_ray.lm.selection import best_record, evals_since_best, is_new_best, should_stop, val_records
@@ -110,16 +109,16 @@ def test_a_model_pushed_to_loop_on_a_word_cannot_repeat_it_with_the_rule():
         return output + bias
 
     handle = model.get_output_embeddings().register_forward_hook(hook)
-    prompt = torch.tensor([m2l_prompt_ids(tok, rows[0]["tokens"])])
-    text_only = TextOnlyLogitsProcessor(non_text_ids(tok))
+    prompt = m2l_prompt_ids(tok, rows[0]["tokens"])
     try:
-        def generate(*rules):
-            out = model.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id,
-                                 logits_processor=LogitsProcessorList([text_only, *rules]))
-            return tok.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+        def generate(*rules):  # the Hugging Face forward (lean=False), so the hook's bias applies
+            out = decode(model, [prompt], tok.pad_token_id, tok.eos_token_id, 8, [Sampling()],
+                         [Banned(non_text_ids(tok)), *rules], lean=False)
+            return tok.decode(out[0], skip_special_tokens=True)
 
         assert generate().split() == ["person"] * 8  # the loop of the issue
-        guarded = generate(NoImmediateWordRepeat(word_start_table(tok), prompt.shape[1]))
-        assert guarded.split() == ["person", "is"] * 4 and not has_immediate_repeat(guarded)
+        assert has_immediate_repeat(generate(NoRepeatNGram(3)))  # a trigram ban does not stop it
+        guarded = generate(NoRepeatNGram(3), NoWordRepeat(word_start_table(tok)))
+        assert guarded.split()[:2] == ["person", "is"] and not has_immediate_repeat(guarded)
     finally:
         handle.remove()

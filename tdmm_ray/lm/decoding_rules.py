@@ -7,19 +7,14 @@ new). The rule: a token that starts a word may not equal the first token of the 
 Byte-level BPE marks a word start with a leading space ("Ġ"), so the rule needs one boolean per
 vocabulary id, computed once per tokenizer.
 
-Used in generation as one more logits processor on the Motion2Language path:
-
-    rule = NoImmediateWordRepeat(word_start_table(tokenizer))
-    model.generate(..., logits_processor=LogitsProcessorList([text_only, rule]))
+Used in generation as one more constraint on the Motion2Language path (`generate.NoWordRepeat`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import torch
-from transformers import LogitsProcessor, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 
 _WORD_MARKS = ("\u0120", "\u2581")  # byte-level BPE's "Ġ" and SentencePiece's "▁": a leading space
@@ -55,21 +50,3 @@ def has_immediate_repeat(text: str) -> bool:
     words = [w.strip(".,;:!?\"'()").lower() for w in text.split()]
     words = [w for w in words if w]
     return any(a == b for a, b in zip(words, words[1:]))
-
-
-class NoImmediateWordRepeat(LogitsProcessor):
-    """Masks, per batch row, the token that would start the same word again (see `banned_repeat`).
-
-    `prompt_len` is the (left-padded) prompt width: only generated tokens count as previous words."""
-
-    def __init__(self, word_start: Sequence[bool], prompt_len: int = 0):
-        self.word_start = list(word_start)
-        self.prompt_len = prompt_len
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        scores = scores.clone()
-        for b, row in enumerate(input_ids[:, self.prompt_len:].tolist()):
-            tid = banned_repeat(row, self.word_start)
-            if tid is not None and tid < scores.shape[1]:
-                scores[b, tid] = -math.inf
-        return scores

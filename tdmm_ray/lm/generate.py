@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tdmm_ray.lm import static_decoder
 from tdmm_ray.lm.data import l2m_prompt_ids, m2l_prompt_ids
+from tdmm_ray.lm.decoding_rules import banned_repeat, word_start_table
 from tdmm_ray.lm.text_tokenizer import ROLE_TOKENS
 from tdmm_ray.lm.vocab import marker_ids, motion_token_range, token_ids_to_codes
 
@@ -112,6 +113,34 @@ class NoRepeatNGram:
             if banned:
                 logits[b, list(banned)] = -math.inf
         return logits
+
+
+class NoWordRepeat:
+    """A row never says the same word twice in a row ("person person", "is is"): the token that
+    would start the word just finished again is masked (see lm/decoding_rules.py). NoRepeatNGram
+    alone cannot stop that loop: every trigram of "person person person is is is" is new."""
+
+    def __init__(self, word_start: Sequence[bool]):
+        self.word_start = word_start
+
+    def __call__(self, step: int, generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if step == 0:
+            return logits
+        logits = logits.clone()
+        for b, row in enumerate(generated[:, :step].tolist()):
+            tid = banned_repeat(row, self.word_start)
+            if tid is not None and tid < logits.shape[1]:
+                logits[b, tid] = -math.inf
+        return logits
+
+
+_WORD_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> word-start table
+
+
+def _word_start(tokenizer: PreTrainedTokenizerBase) -> list[bool]:
+    if tokenizer not in _WORD_START:
+        _WORD_START[tokenizer] = word_start_table(tokenizer)
+    return _WORD_START[tokenizer]
 
 
 def motion_length(seconds: float, fps: float, downsample: int) -> int:
@@ -278,9 +307,9 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 
 
 def generate_text_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, codes: Sequence[Sequence[int]],
-                      max_new_tokens: int = 48, temperature: float | Sequence[float] = 0.0,
+                      max_new_tokens: int = 96, temperature: float | Sequence[float] = 0.0,
                       top_k: int | Sequence[int] = 0, top_p: float | Sequence[float] = 1.0,
-                      seed: int | Sequence[int] = 0) -> list[list[int]]:
+                      seed: int | Sequence[int] = 0, word_repeat_rule: bool = True) -> list[list[int]]:
     """Motion2Language token ids (up to, not including, eos), decoded with motion tokens masked."""
     codes = [list(c) for c in codes]
     if not codes:
@@ -291,9 +320,11 @@ def generate_text_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     rows = per_row(len(codes), temperature, top_k, top_p, seed)
     batch = [m2l_prompt_ids(tokenizer, c) for c in codes]  # raises ValueError on out-of-range codes
-    # A caption never repeats a three-token phrase (see NoRepeatNGram).
-    return decode(model, batch, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, rows,
-                  [Banned(non_text_ids(tokenizer)), NoRepeatNGram(3)])
+    # A caption never repeats a three-token phrase nor a word right after itself.
+    constraints: list[Constraint] = [Banned(non_text_ids(tokenizer)), NoRepeatNGram(3)]
+    if word_repeat_rule:
+        constraints.append(NoWordRepeat(_word_start(tokenizer)))
+    return decode(model, batch, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, rows, constraints)
 
 
 def non_text_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -307,9 +338,11 @@ def non_text_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def describe_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, codes: Sequence[Sequence[int]],
-                   max_new_tokens: int = 48, temperature: float | Sequence[float] = 0.0,
+                   max_new_tokens: int = 96, temperature: float | Sequence[float] = 0.0,
                    top_k: int | Sequence[int] = 0, top_p: float | Sequence[float] = 1.0,
-                   seed: int | Sequence[int] = 0) -> list[str]:
-    """Motion2Language: one description per motion-code list."""
-    rows = generate_text_ids(model, tokenizer, codes, max_new_tokens, temperature, top_k, top_p, seed)
+                   seed: int | Sequence[int] = 0, word_repeat_rule: bool = True) -> list[str]:
+    """Motion2Language: one description per motion-code list (96 new tokens: the attribute header
+    plus a caption average ~49 tokens, and half the references are longer than 48)."""
+    rows = generate_text_ids(model, tokenizer, codes, max_new_tokens, temperature, top_k, top_p, seed,
+                             word_repeat_rule)
     return [tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]

@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
 
 from tdmm_ray.config import LMConfig
 from tdmm_ray.evaluation.text_metrics import ATTRIBUTE_AXES, attribute_accuracy
-from tdmm_ray.lm.data import VAL, build_examples, collate, m2l_prompt_ids, validation_split
-from tdmm_ray.lm.decoding_rules import NoImmediateWordRepeat, has_immediate_repeat, word_start_table
+from tdmm_ray.lm.data import VAL, build_examples, collate, validation_split
+from tdmm_ray.lm.decoding_rules import has_immediate_repeat
+from tdmm_ray.lm.generate import describe_codes
 from tdmm_ray.lm.model import prepare_base
 from tdmm_ray.lm.runners import warmup_cosine
 from tdmm_ray.lm.selection import VAL_KEY, is_new_best
@@ -71,34 +71,13 @@ def train_in_process(rows: Sequence[Mapping], lm: LMConfig = TOY_LM, codebook_si
     return model.eval(), tok, history
 
 
-def describe_with_rule(model, tok, codes: Sequence[Sequence[int]], max_new_tokens: int = 96) -> list[str]:
-    """Greedy Motion2Language with the no-immediate-repeat rule added to generate.py's text-only
-    constraint (how generate_text_ids should call it; kept here until generate.py does)."""
-    from tdmm_ray.lm.generate import TextOnlyLogitsProcessor, left_pad, non_text_ids
-
-    ids, mask = left_pad([m2l_prompt_ids(tok, c) for c in codes], tok.pad_token_id)
-    rules = LogitsProcessorList([TextOnlyLogitsProcessor(non_text_ids(tok)),
-                                 NoImmediateWordRepeat(word_start_table(tok), ids.shape[1])])
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, no_repeat_ngram_size=3,
-                             logits_processor=rules)
-    texts = []
-    for row in out[:, ids.shape[1]:].tolist():
-        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-        texts.append(tok.decode(row, skip_special_tokens=True).strip())
-    return texts
-
-
 def m2l_accuracy(model, tok, rows: Sequence[Mapping], rule: bool = True) -> tuple[dict[str, float], list[str]]:
     """Attribute accuracy of greedy Motion2Language output (read back by the prompt parser); with
     `rule`, decoded with the no-immediate-repeat rule, else exactly as generate.describe_codes."""
-    from tdmm_ray.lm.generate import describe_codes
-
     texts: list[str] = []
     for i in range(0, len(rows), 32):
         codes = [r["tokens"] for r in rows[i:i + 32]]
-        texts.extend(describe_with_rule(model, tok, codes) if rule else describe_codes(model, tok, codes, max_new_tokens=96))
+        texts.extend(describe_codes(model, tok, codes, word_repeat_rule=rule))
     return attribute_accuracy(list(rows), texts), texts
 
 
