@@ -28,7 +28,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from tdmm_ray.evaluation.probe import code_histogram, confused_pairs, landmark_channels, probe_accuracy, sequence_stats
+from tdmm_ray.evaluation.probe import (
+    code_histogram, confused_pairs, landmark_channels, one_thread, probe_accuracy, sequence_stats,
+)
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.prompts.taxonomy import EMOTIONS, HEAD_MOTIONS, INTENSITIES
 from tdmm_ray.storage import Storage
@@ -133,14 +135,19 @@ class RunMotion:
 
     @torch.inference_mode()
     def _load_tokens(self) -> None:
-        from tdmm_ray.tokenizer.features import split_features
         from tdmm_ray.tokenizer.motion_tokenizer import MotionTokenizer
 
         store = self.store
         if not store.exists("tokenizer/config.json"):
             self.reason["tokenizer reconstruction"] = self.reason["motion codes"] = "no motion tokenizer yet (`tdmm train-tokenizer`)"
             return
-        tok = MotionTokenizer.load(store.url("tokenizer"))
+        with one_thread():
+            self._reconstruct(MotionTokenizer.load(store.url("tokenizer")))
+
+    def _reconstruct(self, tok) -> None:
+        from tdmm_ray.tokenizer.features import split_features
+
+        store = self.store
         fits = self.motion["fit"]
         tokens: dict[str, np.ndarray] = {}
         for name in store.list("tokens", suffix=".parquet"):
