@@ -76,9 +76,9 @@ EMOTION_RECRUITS: dict[str, dict[str, float]] = {
     "happy": _both(mouthUpperUp=0.4, mouthLowerDown=0.5) | {"jawOpen": 0.2},  # the smile opens and shows teeth
     "sad": _both(mouthStretch=0.5, eyeSquint=0.4, mouthLowerDown=0.5),  # the mouth pulls wide and down: crying
     "angry": _both(noseSneer=0.4, eyeSquint=0.3) | {"mouthRollLower": 0.6, "mouthShrugLower": 0.4, "jawForward": 0.5},
-    "fearful": _both(mouthLowerDown=0.4) | {"jawOpen": 0.3},
+    "fearful": _both(mouthLowerDown=0.4, browDown=0.4) | {"jawOpen": 0.3},  # AU4 knits the raised brows
     "disgusted": _both(mouthFrown=0.5) | {"mouthShrugLower": 0.8, "jawOpen": 0.1},
-    "surprised": {"jawOpen": 0.35, "mouthFunnel": 0.2},
+    "surprised": _both(mouthLowerDown=0.3) | {"jawOpen": 0.35, "mouthFunnel": 0.2},
     "contempt": {"mouthLeft": 0.5, "mouthPressRight": 0.4, "browDownRight": 0.4},
     "nervous": _both(mouthStretch=0.2, mouthUpperUp=0.4, mouthLowerDown=0.4, eyeWide=0.3),  # a clenched grimace
     "amused": _both(mouthSmile=0.2, mouthUpperUp=0.3) | {"jawOpen": 0.25},  # it breaks into a laugh
