@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 STATS = ("mean", "std", "max", "range", "speed_mean", "speed_std")
-L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 # 68-point iBUG outer eye corners; MediaPipe's 468-point mesh has them at 33 and 263.
 EYE_CORNERS = {68: (36, 45), 468: (33, 263)}
 
