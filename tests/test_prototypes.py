@@ -72,3 +72,14 @@ def test_builtin_channels_move_landmarks_as_far_as_icts(ict):
             assert 0.4 < ratio <= 1.02, (name, ratio)
         else:
             assert ratio == pytest.approx(1.0, abs=0.03), (name, ratio)
+
+
+def test_prototype_sheet_has_a_row_per_emotion_and_a_column_per_level(tmp_path):
+    import cv2
+
+    from tdmm_ray.synth.contact_sheet import write_prototype_sheet
+
+    image = cv2.imread(write_prototype_sheet(str(tmp_path / "p.png"), tile=32))
+    assert image.shape == (len(EMOTIONS) * (14 + 32), len(INTENSITIES) * 32, 3)
+    tiles = image.reshape(len(EMOTIONS), 14 + 32, len(INTENSITIES), 32, 3)[:, 14:].astype(int)
+    assert (abs(tiles[1:, :, 0] - tiles[:1, :, 0]).mean(axis=(1, 2, 3)) > 0.5).all()  # every emotion shows at "subtle"
