@@ -129,7 +129,8 @@ class RunMotion:
         for cid, pts, status in zip(table.column("clip_id").to_pylist(), _column(table, "landmarks"),
                                     table.column("status").to_pylist()):
             if status == "ok" and pts is not None and cid in self.labels:
-                self.motion["landmarks"][cid] = landmark_channels(pts)
+                # Kept as per-clip statistics: a 468-point sequence for every clip would not fit in memory.
+                self.motion["landmarks"][cid] = sequence_stats(landmark_channels(pts)).astype(np.float32)
         if not self.motion["landmarks"]:
             self.reason["landmarks"] = "no clip has landmarks"
 
@@ -182,6 +183,8 @@ class RunMotion:
 def _features(run: RunMotion, source: str, clips: list[str]) -> np.ndarray:
     if source == "motion codes":
         return np.stack([code_histogram(run.motion[source][c], run.codebook_size) for c in clips])
+    if source == "landmarks":  # already per-clip statistics
+        return np.stack([run.motion[source][c] for c in clips])
     return np.stack([sequence_stats(run.motion[source][c]) for c in clips])
 
 
