@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tdmm_ray.cli import main
 from tdmm_ray.storage import Storage
 
@@ -40,6 +42,7 @@ def test_eval_writes_report(tiny_run, capsys):
         assert fig in md
 
 
+@pytest.mark.slow
 def test_audit_command_reads_every_stage(tiny_run, capsys):
     """`tdmm audit` alone: same sources, and the tokenizer's batched decode equals a per-clip decode."""
     import numpy as np

@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from tdmm_ray.evaluation.probe import (
@@ -109,7 +110,7 @@ class RunMotion:
             for s in ("fit", "tokenizer reconstruction", "motion codes"):
                 self.reason[s] = why
             return
-        passed = fit.filter(pa.compute.equal(fit.column("qc_pass"), True))
+        passed = fit.filter(pc.equal(fit.column("qc_pass"), True))
         self._pairs("fit", passed.column("clip_id").to_pylist(), _column(passed, "expression"),
                     _column(passed, "rotation"), "no clip passed the fit's QC")
         self._load_tokens()
