@@ -63,7 +63,7 @@ class PromptsConfig(Section):
 
 
 class FaceConfig(Section):
-    model: Literal["builtin", "ict", "flame"] = "builtin"
+    model: Literal["builtin", "ict", "flame"] = "ict"
     path: str | None = Field(None, description="model file/folder: ict's .npz (default: the copy shipped in the package) "
                              "or flame's folder with generic_model.pkl")
     n_identity: int | None = Field(None, ge=1, description="truncate identity modes (None: all; FLAME: 100 shape)")

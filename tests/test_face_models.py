@@ -300,7 +300,8 @@ def test_arkit_split_channels_ict(ict):
 
 # ---- registry -----------------------------------------------------------------------------------------
 def test_registry(ict_path, monkeypatch):
-    assert load_face_model(FaceConfig()).name == "builtin"
+    assert load_face_model(FaceConfig()).name == "ict"  # the default face (issue 14)
+    assert load_face_model(FaceConfig(model="builtin")).name == "builtin"
     m = load_face_model(FaceConfig(model="ict", path=str(ict_path), n_identity=12))
     assert m.name == "ict" and m.n_identity == 12
     with pytest.raises(ValueError, match="unknown face model 'bfm'"):

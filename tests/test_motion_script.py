@@ -128,7 +128,8 @@ def test_weights_within_unit_range_for_every_emotion(emotion):
 
 def test_intensity_scales_the_apex():
     peaks = [emotion_score(script(seed=0, intensity=i), "happy").max() for i in ("subtle", "mild", "moderate", "intense")]
-    assert peaks == sorted(peaks) and peaks[-1] > 2 * peaks[0]
+    # Levels also differ by recruited channels (test_prototypes), so the core scales 0.75 -> 1.0 only.
+    assert peaks == sorted(peaks) and peaks[-1] > 1.3 * peaks[0]
 
 
 def test_rows_from_arrow_or_pandas_read_the_same():

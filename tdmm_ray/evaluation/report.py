@@ -110,6 +110,7 @@ def _rendered(ev, generated: list[dict]) -> list[tuple[str, np.ndarray]]:
 
 
 def run_eval(cfg: TdmmConfig) -> dict:
+    from tdmm_ray.evaluation.audit import run_audit
     from tdmm_ray.evaluation.fitting import fitting_errors
     from tdmm_ray.evaluation.suite import Evaluation
     from tdmm_ray.inference.translator import Translator
@@ -127,6 +128,7 @@ def run_eval(cfg: TdmmConfig) -> dict:
              if r["gt_expression"] is not None}
     results["fitting"] = fitting_errors(tr.face, fits, truth)
     results["tokenizer"] = store.read_json("tokenizer/report.json") if store.exists("tokenizer/report.json") else {}
+    results["audit"] = run_audit(cfg, {s: d.get("m2l_outputs", []) for s, d in results["splits"].items()})
     doc = write_report(cfg, results, _figures(ev, results, store, cfg))
     md, page = doc.render()
     store.write_text("report.md", md)
@@ -142,6 +144,20 @@ def run_eval(cfg: TdmmConfig) -> dict:
             summary[f"{split}_m2l_emotion_acc"] = round(d["m2l"]["generated"]["emotion_acc"], 3)
             summary[f"{split}_l2m_r_precision@3"] = round(d["l2m"]["generated"]["r_precision@3"], 3)
     return summary
+
+
+def audit_section(doc: Doc, audit: dict) -> None:
+    """The signal audit (eval/audit.md has the same tables): where the run keeps or loses the signal."""
+    from tdmm_ray.evaluation.audit_report import channel_table, intensity_table, probe_table, summary_lines
+
+    doc.heading("Signal audit: emotion, intensity and head motion through the stages")
+    for line in summary_lines(audit):
+        doc.para(line)
+    doc.table(*probe_table(audit))
+    for header, rows in (intensity_table(audit), channel_table(audit)):
+        if rows:
+            doc.table(header, rows)
+    doc.image("eval/audit.png", "probe accuracy per stage (held-out compositions)")
 
 
 def write_report(cfg: TdmmConfig, results: dict, figures: list[tuple[str, str]]) -> Doc:
@@ -172,6 +188,8 @@ def write_report(cfg: TdmmConfig, results: dict, figures: list[tuple[str, str]])
         doc.heading("Motion tokenizer (held-out clips)")
         keys = [k for k in ("vertex_error_mm", "vertex_error_mm_mean_pose", "usage", "perplexity", "codebook_size") if k in t]
         doc.table(keys, [[t[k] for k in keys]])
+    if results.get("audit"):
+        audit_section(doc, results["audit"])
     doc.heading("Figures")
     for rel, cap in figures:
         doc.image(rel, cap)

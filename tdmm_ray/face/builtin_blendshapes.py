@@ -34,6 +34,21 @@ IDENTITY_NAMES: tuple[str, ...] = (
     "forehead_slope",
 )
 
+# Per-channel gains that make each built-in channel move the 68 landmarks (frontal, RMS in inter-ocular
+# distances at weight 1) as far as ICT-FaceKit's scanned blendshape does: measured with
+# `python -m tdmm_ray.synth.separation --channels --face builtin|ict` before scaling, left/right averaged,
+# capped at 3x so no field leaves its anatomy (channels that hit the cap move landmarks less than ICT's:
+# mouthClose, mouthRoll*, mouthShrugLower, mouthPress*, cheekSquint*, noseSneer*). Eye-look channels keep
+# gain 1: they rotate the eyeball, which a linear gain would distort, and move landmarks only via the lids.
+LANDMARK_GAIN: dict[str, float] = {
+    "eyeBlink": 1.08, "eyeSquint": 0.85, "eyeWide": 1.07, "jawLeft": 1.17, "jawRight": 1.17, "jawOpen": 1.53,
+    "mouthClose": 3.0, "mouthFunnel": 2.61, "mouthPucker": 1.3, "mouthLeft": 2.38, "mouthRight": 2.38,
+    "mouthSmile": 1.78, "mouthFrown": 0.88, "mouthDimple": 2.36, "mouthStretch": 1.29, "mouthRollLower": 3.0,
+    "mouthRollUpper": 3.0, "mouthShrugLower": 3.0, "mouthShrugUpper": 2.7, "mouthPress": 3.0,
+    "mouthLowerDown": 1.81, "mouthUpperUp": 2.97, "browDown": 0.97, "browInnerUp": 0.91, "browOuterUp": 1.55,
+    "cheekPuff": 1.67, "cheekSquint": 3.0, "noseSneer": 3.0,
+}
+
 JAW_PIVOT = np.array([0.0, 0.006, -0.004])  # near the temporomandibular joints, in front of the ears
 JAW_OPEN_ANGLE = 0.20  # radians at jawOpen = 1 (mouth wide open)
 EYE_LOOK_ANGLE = 0.38  # radians at eyeLook* = 1
@@ -183,9 +198,10 @@ def _expression_fields(f: _Fields) -> dict[str, np.ndarray]:
 
 
 def expression_basis(mesh: BuiltinMesh) -> np.ndarray:
-    """[K_exp,V,3] in EXPRESSION_NAMES order."""
+    """[K_exp,V,3] in EXPRESSION_NAMES order, each field x its LANDMARK_GAIN."""
     fields = _expression_fields(_Fields(mesh))
-    return np.stack([fields[name] for name in EXPRESSION_NAMES])
+    gain = [LANDMARK_GAIN.get(name.removesuffix("_L").removesuffix("_R"), 1.0) for name in EXPRESSION_NAMES]
+    return np.stack([fields[name] * g for name, g in zip(EXPRESSION_NAMES, gain)])
 
 
 def identity_basis(mesh: BuiltinMesh) -> np.ndarray:

@@ -32,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--size", type=int, default=256, help="width and height in pixels")
-    p.add_argument("--face-model", default="builtin", choices=("builtin", "ict", "flame"))
+    p.add_argument("--face-model", default="ict", choices=("builtin", "ict", "flame"))
     p.add_argument("--face-path", default=None, help="model file/folder for ict or flame")
     p.set_defaults(func=_cmd_preview)
 
-    p = sub.add_parser("contact-sheet", help="PNG of sample frames: rows = prompts, columns = time")
-    p.add_argument("--out", default="docs/contact_sheet_builtin.png")
-    p.add_argument("--face-model", default="builtin", choices=("builtin", "ict", "flame"))
+    p = sub.add_parser("contact-sheet", help="PNG of sample frames: rows = prompts, columns = time "
+                                             "(--prototypes: rows = emotions, columns = intensity levels)")
+    p.add_argument("--out", default="docs/contact_sheet_ict.png")
+    p.add_argument("--prototypes", action="store_true", help="the emotion prototypes at every intensity level")
+    p.add_argument("--face-model", default="ict", choices=("builtin", "ict", "flame"))
     p.add_argument("--face-path", default=None)
     p.add_argument("--size", type=int, default=112, help="tile size in pixels")
     p.add_argument("--columns", type=int, default=6)
@@ -147,9 +149,12 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _cmd_contact_sheet(args: argparse.Namespace) -> int:
-    from tdmm_ray.synth.contact_sheet import write_contact_sheet
+    from tdmm_ray.synth.contact_sheet import write_contact_sheet, write_prototype_sheet
 
-    path = write_contact_sheet(args.out, args.face_model, args.face_path, tile=args.size, columns=args.columns,
-                               seed=args.seed)
+    if args.prototypes:
+        path = write_prototype_sheet(args.out, args.face_model, args.face_path, tile=args.size)
+    else:
+        path = write_contact_sheet(args.out, args.face_model, args.face_path, tile=args.size, columns=args.columns,
+                                   seed=args.seed)
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
     return 0

@@ -1,6 +1,8 @@
 """A contact sheet: one row per clip, one column per moment, each row labelled with its prompt.
 
-Used for docs/contact_sheet_<model>.png, a quick look at what the procedural generator makes.
+Used for docs/contact_sheet_<model>.png, a quick look at what the procedural generator makes; and the
+prototype sheet (docs/prototypes_<model>.png): one row per emotion, one column per intensity level,
+each tile the emotion's apex (expressions.emotion_target) on the neutral identity, frontal.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def sheet(rows: Sequence[np.ndarray], labels: Sequence[str], columns: int, label
     return np.concatenate(out, axis=0)
 
 
-def write_contact_sheet(path: str, face_model: str = "builtin", face_path: str | None = None, tile: int = 112,
+def write_contact_sheet(path: str, face_model: str = "ict", face_path: str | None = None, tile: int = 112,
                         columns: int = 6, seconds: float = 3.0, fps: int = 25, seed: int = 0,
                         prompts: Sequence[dict] = SAMPLE_PROMPTS) -> str:
     """Render each sample prompt with the procedural generator and save the sheet as PNG."""
@@ -65,6 +67,28 @@ def write_contact_sheet(path: str, face_model: str = "builtin", face_path: str |
     n_frames = max(columns, round(seconds * fps))
     clips = [gen.generate(row, seed + i, n_frames).frames for i, row in enumerate(prompts)]
     image = sheet(clips, [label(r) for r in prompts], columns)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise ValueError(f"could not write {path}")
+    return path
+
+
+def write_prototype_sheet(path: str, face_model: str = "ict", face_path: str | None = None, tile: int = 112) -> str:
+    """Every emotion (rows) at every intensity level (columns), apex frame, neutral identity, frontal."""
+    from tdmm_ray.face.registry import load_face_model
+    from tdmm_ray.prompts.taxonomy import EMOTIONS, INTENSITIES
+    from tdmm_ray.render.commands import MotionParams, render_params
+    from tdmm_ray.synth.expressions import emotion_target
+    from tdmm_ray.synth.separation import arkit_to_model
+
+    model = load_face_model(face_model, path=face_path)
+    levels = range(len(INTENSITIES))
+    expr = np.concatenate([arkit_to_model(model, emotion_target(e, lvl)).numpy() for e in EMOTIONS for lvl in levels])
+    frames = render_params(MotionParams(expr, np.zeros((len(expr), 3), np.float32), None, None, 25.0, model.name),
+                           model, tile, tile)
+    rows = frames.reshape(len(EMOTIONS), len(INTENSITIES), tile, tile, 3)
+    labels = [f"{e}: " + " / ".join(INTENSITIES) for e in EMOTIONS]
+    image = sheet(list(rows), labels, len(INTENSITIES))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if not cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise ValueError(f"could not write {path}")

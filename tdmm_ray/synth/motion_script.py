@@ -1,7 +1,8 @@
 """Motion scripts: prompt attributes -> per-frame ARKit expression curves, head rotation, translation.
 
 Pure and deterministic given the seed. A script is built in layers, each clamped to [0,1] at the end:
-  1. emotion apex target (EMOTION_TARGETS x intensity, varied per clip) x dynamics envelope
+  1. emotion apex target (expressions.emotion_target: core channels scaled by intensity plus the channels
+     the level recruits, varied per clip) x dynamics envelope
      (for "transition", a crossfade from `emotion` to `target_emotion`)
   2. facial actions as timed events (squint, pout, grin, ...)
   3. spontaneous blinks (Poisson, ~15-20/min, 150-250 ms, both eyes) plus explicit blink actions
@@ -23,7 +24,7 @@ from tdmm_ray.face.geometry import euler_to_axis_angle
 from tdmm_ray.prompts.taxonomy import ACTIONS, DYNAMICS, EMOTIONS, HEAD_MOTIONS, INTENSITIES
 from tdmm_ray.synth import curves
 from tdmm_ray.synth.expressions import (
-    ACTION_TARGETS, ARKIT_NAMES, BLINK_RATE_FACTOR, EMOTION_TARGETS, INTENSITY_SCALE, UNILATERAL, varied_target,
+    ACTION_TARGETS, ARKIT_NAMES, BLINK_RATE_FACTOR, UNILATERAL, emotion_target, varied_target,
 )
 
 
@@ -164,13 +165,15 @@ def build_motion_script(attributes: MotionAttributes | Mapping, fps: int, n_fram
 
 def _add_emotions(weights: dict[str, np.ndarray], attrs: MotionAttributes, t: np.ndarray, duration: float,
                   rng: np.random.Generator) -> None:
-    scale = INTENSITY_SCALE[attrs.intensity_level] * rng.uniform(0.9, 1.1)
+    # +-5% per clip: enough that two clips of a prompt differ, small against the steps between levels.
+    scale = rng.uniform(0.95, 1.05)
     first, second = curves.envelope(attrs.dynamics, t, duration, rng)
     layers = [(attrs.emotion, first)]
     if attrs.dynamics == "transition":
         layers.append((attrs.target_emotion, second))
     for emotion, env in layers:
-        target = varied_target(EMOTION_TARGETS[emotion], scale, rng, mirrored=emotion in UNILATERAL and rng.random() < 0.5)
+        target = varied_target(emotion_target(emotion, attrs.intensity_level), scale, rng,
+                               mirrored=emotion in UNILATERAL and rng.random() < 0.5)
         for name, apex in target.items():
             weights[name] += apex * env
 
