@@ -92,6 +92,7 @@ def staged_fan_weights(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.slow  # builds and runs FAN: ~20 CPU-s
 def test_fan_wiring_with_staged_weights(staged_fan_weights):
     torch.set_num_threads(2)
     det = FanDetector(device="cpu", batch_size=2)
