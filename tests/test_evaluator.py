@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 
 from tdmm_ray.evaluation.evaluator import MotionClassifier, TextMotionEvaluator, Vocabulary
 from tdmm_ray.evaluation.motion_metrics import r_precision
+
+pytestmark = pytest.mark.slow  # trains the evaluator networks: 17-42 CPU-s each
 
 
 def _toy(n: int, seed: int):

@@ -93,6 +93,7 @@ def staged_fan_weights(tmp_path, monkeypatch):
     return folder
 
 
+@pytest.mark.slow  # builds and runs FAN: ~20 CPU-s
 def test_fan_wiring_with_staged_weights(staged_fan_weights):
     torch.set_num_threads(2)
     det = FanDetector(device="cpu", batch_size=2)
@@ -119,6 +120,7 @@ def test_fan_wiring_with_staged_weights(staged_fan_weights):
         det.detect(frames, boxes=np.zeros((2, 4)))
 
 
+@pytest.mark.slow  # FAN on several clips, batched and one by one: ~30 CPU-s
 def test_fan_detect_clips_matches_detect_per_clip(staged_fan_weights):
     torch.set_num_threads(2)
     # detect_stride 2 tracks between keyframes; batch_size 2 splits the pooled batches differently
