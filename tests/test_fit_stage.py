@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from tdmm_ray.config import load_config
 from tdmm_ray.data_engine.stages import FitStage
@@ -16,6 +17,7 @@ def _rows(landmarks: np.ndarray, names: list[str]) -> list[dict]:
              "detector": "projected"} for name, lm in zip(names, landmarks)]
 
 
+@pytest.mark.slow  # two fits of a small shard: ~20 s on a busy 2-core machine
 def test_a_failing_clip_is_retried_alone(tmp_path):
     cfg = load_config("tiny", overrides=[f"storage={tmp_path / 'run'}"])
     stage = FitStage(cfg.model_dump_json(), cfg.storage)

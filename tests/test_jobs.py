@@ -237,6 +237,7 @@ def test_submit_checks_storage_before_contacting_the_cluster():
     assert "unreachable" in done.stderr and "ray job submit" not in done.stdout
 
 
+@pytest.mark.slow  # starts a job process that imports the stack: ~10 s
 def test_bad_config_fails_in_the_job_with_the_field_name(tmp_path):
     done = _run([sys.executable, "jobs/train_lm.py", "--preset", "tiny", "--out", str(tmp_path),
                  "--set", "train.strategy=horovod"], _clean_env())
