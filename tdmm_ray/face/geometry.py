@@ -114,7 +114,8 @@ def pose_jacobians(d_camera: torch.Tensor, y: torch.Tensor, rotation_matrix: tor
     [B,N,R,3] and d out / d w [B,N,R,3] for a small rotation w applied on the left
     (exp([w]x) R, so d y / d w = -[y]x)."""
     d_y = d_camera * CAMERA_AXES.to(d_camera)
-    d_model = d_y @ rotation_matrix[:, None]
+    # One [N*R,3] x [3,3] product per batch item (not B*N tiny ones).
+    d_model = (d_y.reshape(d_y.shape[0], -1, 3) @ rotation_matrix).reshape(d_y.shape)
     # (d_y @ -[y]x)[..., j] = (y x d_y)[..., j] row by row.
     d_rot = torch.linalg.cross(y[:, :, None, :].expand_as(d_y), d_y, dim=-1)
     return d_model, d_rot

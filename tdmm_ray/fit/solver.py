@@ -34,9 +34,10 @@ from tdmm_ray.fit.qc import qc_verdicts
 log = logging.getLogger(__name__)
 
 TRANSLATION_SMOOTH_SCALE = 100.0  # 1 cm of translation ~ as visible as 0.01 rad of rotation
-SOLVE_DTYPE = torch.float64  # the shared (identity, focal) systems: sums over a clip's frames
-FRAME_DTYPE = torch.float32  # per-frame blocks: a Gauss-Newton step needs no more, and float32
-                             # Cholesky and products are ~1.7x faster on the CPU
+# The shared (identity, focal) systems sum over a clip's frames: float64. Per-frame blocks stay in
+# the Jacobians' float32: a Gauss-Newton step needs no more, and float32 Cholesky and products are
+# ~1.7x faster on the CPU.
+SOLVE_DTYPE = torch.float64
 MIN_DEPTH = 1e-4  # metres: a fit never lets landmarks reach the camera plane
 RIGID, FRAME, SHARED, JOINT = "rigid", "frame", "shared", "joint"  # what a step moves (BatchedFitter.schedule)
 
@@ -167,20 +168,17 @@ class BatchedFitter:
         rw = r * sw[..., None]  # [B,L,2]
         h_pp = g_p = shared = None
         if mode != SHARED:
-            j_pose = torch.cat([j_rot, j_cam], -1).reshape(B, 2 * L, 6)
-            # Blocks are multiplied separately and assembled in the small [D,D] matrices: joining
-            # the tall [B,2L,*] Jacobians first costs more memory traffic than the products.
-            j_exp = None if mode == RIGID else self._through_rows(j_x, s, d, "expression").reshape(B, 2 * L, -1)
-            h_pp = _gram_blocks([j_exp, j_pose], [j_exp, j_pose], FRAME_DTYPE)
-            g_p = _gram_blocks([j_exp, j_pose], [rw.reshape(B, 2 * L, 1)], FRAME_DTYPE)[..., 0]
+            blocks = [j_rot, j_cam] if mode == RIGID else [self._through_rows(j_x, s, d, "expression"), j_rot, j_cam]
+            jp = torch.cat(blocks, -1).reshape(B, 2 * L, -1)
+            h_pp = jp.transpose(1, 2) @ jp
+            g_p = (rw.reshape(B, 1, 2 * L) @ jp)[:, 0]  # a row times J: far faster than J^T times a column
         if mode in (JOINT, SHARED):
             j_f = (uv - d.principal) / scale[..., None] * sw[..., None]  # d uv / d log f [B,L,2]
             j_id = None if self.linear and mode == SHARED else self._through_rows(j_x, s, d, "identity")
             h_ss, g_s = self._shared_blocks(j_x, j_id, j_f, rw, d)
             h_ps = None
             if mode == JOINT:
-                h_ps = _gram_blocks([j_exp, j_pose], [j_id.reshape(B, 2 * L, -1), j_f.reshape(B, 2 * L, 1)],
-                                    FRAME_DTYPE)
+                h_ps = jp.transpose(1, 2) @ torch.cat([j_id, j_f[..., None]], -1).reshape(B, 2 * L, -1)
             shared = (h_ps, h_ss, g_s)
         self._add_priors(s, d, h_pp, g_p, shared, mode)
         return h_pp, g_p, shared
@@ -206,11 +204,12 @@ class BatchedFitter:
         h = torch.empty(N, S, S, device=self.device, dtype=SOLVE_DTYPE)
         g = torch.empty(N, S, device=self.device, dtype=SOLVE_DTYPE)
         if self.linear:
-            jt = j_x.transpose(-1, -2)  # [B,L,3,2]
-            metric = per_clip(jt @ j_x)  # [N,L,3,3]
+            # Elementwise over the two image rows: B*L tiny matmuls would cost more than the work.
+            metric = per_clip(j_x[..., 0, :, None] * j_x[..., 0, None, :]
+                              + j_x[..., 1, :, None] * j_x[..., 1, None, :])  # [N,L,3,3]
             h[:, :-1, :-1] = self.id_flat.T @ (metric @ self.id_rows).reshape(N, 3 * L, self.k_id)
-            h[:, :-1, -1] = (per_clip((jt @ j_f[..., None])[..., 0]).reshape(N, 3 * L) @ self.id_flat)
-            g[:, :-1] = (per_clip((jt @ rw[..., None])[..., 0]).reshape(N, 3 * L) @ self.id_flat)
+            h[:, :-1, -1] = per_clip((j_x * j_f[..., None]).sum(2)).reshape(N, 3 * L) @ self.id_flat
+            g[:, :-1] = per_clip((j_x * rw[..., None]).sum(2)).reshape(N, 3 * L) @ self.id_flat
         else:
             j_id_c = j_id.reshape(N, T * 2 * L, -1)
             h[:, :-1, :-1] = j_id_c.transpose(1, 2) @ j_id_c
@@ -371,24 +370,6 @@ class BatchedFitter:
         arrays = {k: v.detach().cpu().numpy() for k, v in out.items()}
         passed, reasons = qc_verdicts(arrays, d.exists.cpu().numpy(), self.config)
         return FitResult(principal=d.principal.cpu().numpy(), qc_pass=passed, qc_reason=reasons, **arrays)
-
-
-def _gram_blocks(left: list, right: list, dtype: torch.dtype = FRAME_DTYPE) -> torch.Tensor:
-    """[a_1 .. a_m]^T [b_1 .. b_n] for tall blocks [B,R,k_i] (None entries skipped), assembled in
-    `dtype` without concatenating the tall blocks; a Gram matrix (left is right) is filled by symmetry."""
-    left, right = [a for a in left if a is not None], [b for b in right if b is not None]
-    symmetric = len(left) == len(right) and all(a is b for a, b in zip(left, right))
-    rows, cols = [a.shape[-1] for a in left], [b.shape[-1] for b in right]
-    out = torch.empty(left[0].shape[0], sum(rows), sum(cols), dtype=dtype, device=left[0].device)
-    starts_r, starts_c = [sum(rows[:i]) for i in range(len(rows))], [sum(cols[:j]) for j in range(len(cols))]
-    for i, a in enumerate(left):
-        for j, b in enumerate(right):
-            r, c = slice(starts_r[i], starts_r[i] + rows[i]), slice(starts_c[j], starts_c[j] + cols[j])
-            if symmetric and j < i:
-                out[:, r, c] = out[:, c, r].transpose(1, 2)
-            else:
-                out[:, r, c] = a.transpose(1, 2) @ b
-    return out
 
 
 def fit_landmarks(model: FaceModel, landmarks, image_size: tuple[int, int], confidence=None, lengths=None,
