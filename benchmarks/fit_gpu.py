@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--chunk-frames", type=int, default=20000)
     ap.add_argument("--ict", default=str(DEFAULT_ICT))
+    ap.add_argument("--out", default="fit_gpu", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -63,7 +64,7 @@ def main() -> None:
             "model": f"{model.name} (identity {model.n_identity}, expression {model.n_expression})",
             "iterations": FitConfig().rigid_iterations + FitConfig().iterations, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fit_gpu.json").write_text(json.dumps(info, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(info, indent=2))
     md = [f"# Batched fitter throughput on {info['device']}\n", f"Model: {info['model']}; {info['iterations']} "
           "LM iterations; clips of " + str(args.frames) + " frames.\n",
           "| frames | clips | wall s | frames / s | frames / CPU s | reproj. px |", "|---|---|---|---|---|---|"]
@@ -72,7 +73,7 @@ def main() -> None:
     if not cuda:
         md.append("\nNo CUDA device here: CPU figures. On a GPU run the same script (sizes 1k..100k).")
     md.append("\nReproduce: `.venv/bin/python benchmarks/fit_gpu.py`")
-    (RESULTS / "fit_gpu.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
