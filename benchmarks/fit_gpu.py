@@ -62,11 +62,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     info = {"device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
             "model": f"{model.name} (identity {model.n_identity}, expression {model.n_expression})",
-            "iterations": FitConfig().rigid_iterations + FitConfig().iterations, "rows": rows}
+            "iterations": len(fitter.schedule()), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(info, indent=2))
     md = [f"# Batched fitter throughput on {info['device']}\n", f"Model: {info['model']}; {info['iterations']} "
-          "LM iterations; clips of " + str(args.frames) + " frames.\n",
+          "LM steps; clips of " + str(args.frames) + " frames.\n",
           "| frames | clips | wall s | frames / s | frames / CPU s | reproj. px |", "|---|---|---|---|---|---|"]
     md += [f"| {r['frames']} | {r['clips']} | {r['wall_s']:.2f} | {r['frames_per_s']:.0f} | {r['frames_per_cpu_s']:.0f} | "
            f"{r['reprojection_px']:.3f} |" for r in rows]

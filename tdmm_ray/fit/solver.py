@@ -8,11 +8,14 @@ landmark residuals r measured in inter-ocular distances (so weights do not depen
         + l_s sum_t |p_t - p_t-1|^2                          (temporal smoothness of psi, pose)
 
 rho is a robust loss solved by IRLS with a scale annealed from coarse to fine (graduated
-non-convexity), c the landmark confidence. Each step solves the normal equations exactly in the
-per-clip parameters by a Schur complement over the per-frame blocks; the smoothness coupling
-between neighbouring frames enters Jacobi-style (neighbours held at their current values), and
-a step is kept only where it lowers a clip's energy (per-clip Marquardt damping). Expression
-bounds are an active set: channels pressed against a bound are frozen for that step.
+non-convexity), c the landmark confidence. The steps (BatchedFitter.schedule): pose only; then
+joint steps that solve the normal equations exactly in the per-clip parameters by a Schur
+complement over the per-frame blocks; then per-frame steps alternating with per-clip steps. The
+smoothness coupling between neighbouring frames enters Jacobi-style (neighbours held at their
+current values), and a step is kept only where it lowers a clip's energy (per-clip Marquardt
+damping). Expression bounds are an active set: channels pressed against a bound are frozen for
+that step. The camera model (pose, flip into camera axes, projection and their Jacobians) is
+tdmm_ray.face.geometry's, the same functions the face models and the renderer use.
 """
 
 from __future__ import annotations
