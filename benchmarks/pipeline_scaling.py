@@ -83,8 +83,8 @@ def main() -> int:
         for s in (res["one_worker"], res["two_workers"]):
             sp = s["clips_per_s_spread"]
             f.write(f"| {s['workers']} | {s['clips']} | {sp['median']:.2f} [{sp['min']:.2f}, {sp['max']:.2f}] | "
-                    f"{', '.join(f'{r['stream_seconds']:.1f}' for r in s['runs'])} | "
-                    f"{', '.join(f'{r['load_average']:.1f}' for r in s['runs'])} |\n")
+                    + ", ".join(f"{r['stream_seconds']:.1f}" for r in s["runs"]) + " | "
+                    + ", ".join(f"{r['load_average']:.1f}" for r in s["runs"]) + " |\n")
         sp = res["speedup_spread"]
         f.write(f"\nSpeed-up: **{sp['median']:.2f}x** [{sp['min']:.2f}, {sp['max']:.2f}] on {res['cpus']} CPUs.\n\n"
                 f"Reproduce: `python benchmarks/pipeline_scaling.py --prompts {args.prompts} --reps {args.reps}`\n")
