@@ -124,9 +124,9 @@ def pipeline_scaling() -> str:
 
     rows = [[x["workers"], x["clips"], cell(x)] for x in (one, two)]
     speed = _spread(r["speedup_spread"], ".2f") if "speedup_spread" in r else f"{r['speedup']:.2f}"
+    what = r.get("what", "the whole data engine: landmarks, fit and corpus ran alongside synthesis")
     return (_table(["synthesis workers", "clips", "clips/s"], rows)
-            + f"\n\nSpeed-up 1 → 2 workers: **{speed}×** on {r['cpus']} CPUs"
-            + (f" ({r['what']})." if "what" in r else "."))
+            + f"\n\nSpeed-up 1 → 2 workers: **{speed}×** on {r['cpus']} CPUs ({what}).")
 
 
 def main_job_time() -> str:
@@ -138,35 +138,36 @@ def main_job_time() -> str:
 
 
 SERVE_COLUMNS = [("clients", "clients", "{}"), ("throughput_rps", "throughput (req/s)", "{:.2f}"),
-                 ("p50_ms", "p50 ms", "{:,.0f}"), ("p95_ms", "p95 ms", "{:,.0f}"), ("p99_ms", "p99 ms", "{:,.0f}")]
+                 ("p50_ms", "p50 ms", "{:,.0f}"), ("p95_ms", "p95 ms", "{:,.0f}"), ("p99_ms", "p99 ms", "{:,.0f}"),
+                 ("cpu_ms_per_request_serving", "serving CPU ms / request", "{:,.0f}")]
 
 
-def _serve_value(row: dict, key: str, fmt: str) -> str | None:
-    """A row's value as written, or its {median,min,max} spread, under `key` or `key_median`."""
-    v = row.get(key, row.get(f"{key}_median"))
-    if isinstance(v, dict) and "median" in v:
-        return f"{fmt.format(v['median'])} [{fmt.format(v['min'])}–{fmt.format(v['max'])}]"
-    if v is None:
-        return None
-    if f"{key}_min" in row and f"{key}_max" in row:
-        return f"{fmt.format(v)} [{fmt.format(row[f'{key}_min'])}–{fmt.format(row[f'{key}_max'])}]"
-    return fmt.format(v)
+def _serve_value(value, fmt: str) -> str | None:
+    """A number as written, or a {median, min, max} spread as 'median [min–max]'."""
+    if isinstance(value, dict) and "median" in value:
+        return f"{fmt.format(value['median'])} [{fmt.format(value['min'])}–{fmt.format(value['max'])}]"
+    return None if value is None else fmt.format(value)
 
 
 def serve_load() -> str:
-    """Tolerant of the results format: any {mode: [rows]} under 'levels' (or 'modes'), columns shown
-    where present, spreads where given."""
+    """Tolerant of the results format: rows per mode under 'summary' (repetitions: median and
+    spread) or under 'levels' (one run); columns shown where present; the goals and single-client
+    figures listed after the table."""
     r = _load("serve_load")
-    levels = r.get("levels") or r.get("modes") or {}
-    cols = [c for c in SERVE_COLUMNS if any(_serve_value(row, c[0], c[2]) is not None
-                                           for rows in levels.values() for row in rows)]
-    rows = [[mode] + [_serve_value(row, key, fmt) or "" for key, _, fmt in cols]
+    source = r.get("summary") or r.get("levels") or {}
+    levels = {mode: rows for mode, rows in source.items() if isinstance(rows, list)}
+    cols = [c for c in SERVE_COLUMNS if any(row.get(c[0]) is not None for rows in levels.values() for row in rows)]
+    rows = [[mode] + [_serve_value(row.get(key), fmt) or "" for key, _, fmt in cols]
             for mode, mode_rows in levels.items() for row in mode_rows]
     text = _table(["mode"] + [label for _, label, _ in cols], rows)
-    notes = [f"{k.replace('_', ' ')}: {v:.2f}" for k, v in r.items() if isinstance(v, (int, float))
-             and not isinstance(v, bool) and k not in ("clip_seconds",)]
+    scalars = {**source.get("single_client", {}), **source.get("goals", {})} if "summary" in r else \
+        {k: v for k, v in r.items() if k != "clip_seconds"}
+    notes = [f"{k.replace('_', ' ')}: {_serve_value(v, '{:,.2f}')}" for k, v in scalars.items()
+             if isinstance(v, dict) and "median" in v or isinstance(v, (int, float)) and not isinstance(v, bool)]
     if notes:
         text += "\n\n" + "; ".join(notes) + "."
+    if "repetitions" in r:
+        text += f" Median [min–max] of {len(r['repetitions'])} repetitions."
     return text
 
 

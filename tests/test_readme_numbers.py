@@ -41,3 +41,17 @@ def test_an_edited_number_is_caught(tables):
 
 def test_no_stale_fitter_claim():
     assert "1,667" not in (ROOT / "README.md").read_text()
+
+
+def test_serve_table_reads_the_repeated_format(tables, tmp_path, monkeypatch):
+    spread = lambda m: {"median": m, "min": m * 0.9, "max": m * 1.1}  # noqa: E731
+    rows = [{"clients": c, "throughput_rps": spread(2.0 * c), "p50_ms": spread(150.0), "p99_ms": spread(300.0),
+             "cpu_ms_per_request_serving": spread(40.0), "errors": 0} for c in (1, 8, 32)]
+    summary = {"batched": rows, "unbatched": rows, "single_client": {"l2m_4s_p50_ms": spread(160.0)},
+               "goals": {"batched_over_unbatched_at_32": spread(2.5), "p99_over_p50_at_32_batched": 2.0}}
+    (tmp_path / "serve_load.json").write_text(__import__("json").dumps(
+        {"modes": {"batched": {"max_batch_size": 8}}, "summary": summary, "repetitions": [{}, {}, {}]}))
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    text = tables.serve_load()
+    assert "| batched | 32 | 64.00 [57.60–70.40] | 150 [135–165] | 300 [270–330] | 40 [36–44] |" in text
+    assert "batched over unbatched at 32: 2.50 [2.25–2.75]" in text and "3 repetitions" in text
