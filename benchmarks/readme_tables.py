@@ -75,10 +75,12 @@ def fit_vs_scipy() -> str:
 def fit_accuracy() -> str:
     r = _load("fit_accuracy")
     names = {"ict": "ICT-FaceKit", "builtin": "built-in"}
+    focal = all("focal_rel_error" in x for x in r["synthetic"])
     rows = [[names.get(x["model"], x["model"]), x["noise_px"], f"{x['nme']:.4f}", f"{x['rotation_error_deg']:.2f}",
-             f"{x['vertex_error_mm']:.2f}", f"{x['expression_vertex_error_mm']:.2f}"] for x in r["synthetic"]]
+             f"{x['vertex_error_mm']:.2f}", f"{x['expression_vertex_error_mm']:.2f}"]
+            + ([f"{100 * x['focal_rel_error']:.1f}%"] if focal else []) for x in r["synthetic"]]
     text = _table(["model", "noise (px)", "landmark NME", "rotation error (°)", "vertex error (mm)",
-                   "expression-only vertex error (mm)"], rows)
+                   "expression-only vertex error (mm)"] + (["focal error"] if focal else []), rows)
     if r.get("real"):
         text += "\n\nReal footage, dlib landmarks, built-in model: " + "; ".join(
             f"`{x['video']}` NME {x['nme_mean']:.3f} ({x['face_found']}/{x['frames']} frames with a face)"
