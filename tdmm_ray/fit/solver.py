@@ -108,6 +108,7 @@ class BatchedFitter:
         self.bounds = (float(lo), float(hi))
         self.k_id, self.k_exp = model.n_identity, model.n_expression
         self.linear = not self.lmf.articulated
+        self._jacobians = None  # (state, per-frame landmark Jacobians) of an articulated model
         if self.linear:  # constant landmark rows [L,3,K]; [L*3,K_id] for the shared block (see _shared)
             self.id_rows, self.exp_rows = self.lmf.jacobians(None, None)
             self.id_flat = self.id_rows.reshape(-1, self.k_id)
@@ -191,8 +192,12 @@ class BatchedFitter:
         if self.linear:
             rows = self.exp_rows if which == "expression" else self.id_rows  # [L,3,K]
             return torch.einsum("blij,ljk->blik", j_x, rows)
-        B = d.N * d.T
-        j_id, j_exp = self.lmf.jacobians(s.identity.repeat_interleave(d.T, 0), s.expression.reshape(B, self.k_exp))
+        # Autograd Jacobians are the costly part of an articulated model's step: one pass per state.
+        if self._jacobians is None or self._jacobians[0] is not s:
+            B = d.N * d.T
+            self._jacobians = (s, self.lmf.jacobians(s.identity.repeat_interleave(d.T, 0),
+                                                     s.expression.reshape(B, self.k_exp)))
+        j_id, j_exp = self._jacobians[1]
         return j_x @ (j_exp if which == "expression" else j_id)
 
     def _shared_blocks(self, j_x, j_id, j_f, rw, d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -358,6 +363,7 @@ class BatchedFitter:
             mu = torch.where(accept, mu / 3, mu * 4).clamp(1e-7, 1e7)
             log.debug("fit iter %d (%s) sigma %.3f energy %.5g accepted %d/%d", it, mode, sigma,
                       float(e0.mean()), int(accept.sum()), d.N)
+        self._jacobians = None
         return self._result(s, d)
 
     def _result(self, s: prob.State, d: prob.Data) -> FitResult:
