@@ -182,7 +182,9 @@ class BatchedFitter:
             h_ss, g_s = self._shared_blocks(j_x, j_id, j_f, rw, d)
             h_ps = None
             if mode == JOINT:
-                h_ps = jp.transpose(1, 2) @ torch.cat([j_id, j_f[..., None]], -1).reshape(B, 2 * L, -1)
+                h_ps = torch.empty(B, jp.shape[-1], self.k_id + 1, dtype=jp.dtype, device=self.device)
+                h_ps[..., :-1] = jp.transpose(1, 2) @ j_id.reshape(B, 2 * L, -1)
+                h_ps[..., -1] = (j_f.reshape(B, 1, 2 * L) @ jp)[:, 0]
             shared = (h_ps, h_ss, g_s)
         self._add_priors(s, d, h_pp, g_p, shared, mode)
         return h_pp, g_p, shared
@@ -285,7 +287,7 @@ class BatchedFitter:
         dd = torch.arange(D, device=self.device)
         mu_b = mu.to(h_pp.dtype).repeat_interleave(T)[:, None]
         diag = h_pp[:, dd, dd]
-        h_pp = h_pp * keep[:, :, None] * keep[:, None, :]
+        h_pp.mul_(keep[:, :, None]).mul_(keep[:, None, :])  # in place: the blocks are this step's own
         h_pp[:, dd, dd] = diag * keep * (1 + mu_b) + mu_b * 1e-6 + frozen.to(h_pp.dtype) + 1e-9
         g_p = g_p * keep
         with _lapack_threads(self.device):
@@ -300,7 +302,7 @@ class BatchedFitter:
             # CPU than a batched cholesky_solve with S right-hand sides.
             h_inv = torch.cholesky_inverse(chol)
         h_ps, h_ss, g_s = shared
-        h_ps = h_ps * keep[:, :, None]
+        h_ps.mul_(keep[:, :, None])
         S = h_ps.shape[-1]
         x_g, x_s = (h_inv @ g_p[..., None])[..., 0], h_inv @ h_ps
         h_ps_c = h_ps.reshape(N, T * D, S).transpose(1, 2)
