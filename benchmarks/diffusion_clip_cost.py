@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4 if not cuda else 2, help="clips per call in the batched run")
     ap.add_argument("--seconds", type=float, default=5.0, help="clip length generated (full scale)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", default="diffusion_clip_cost", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     if args.scale == "full" and not cuda:
         raise SystemExit("--scale full needs a GPU (a full-size random pipeline on a CPU would take hours)")
@@ -77,15 +78,19 @@ def main() -> None:
                      "seconds_per_clip": batched, "seconds_per_clip_batch1": single,
                      "batched_speedup": single / batched, "build_s": built,
                      "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None})
-        print(json.dumps(rows[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+        write(args, cuda, rows)  # after every family: a time-boxed run keeps what it finished
         del gen, pipe
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+
+
+def write(args, cuda: bool, rows: list[dict]) -> None:
     result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "cuda": cuda, "torch": torch.__version__,
               "weights": "random (cost does not depend on weight values)", "scale": args.scale, "results": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "diffusion_clip_cost.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
     lines = [f"# Text-to-video cost per clip ({result['device']}, {args.scale} scale, random weights)", "",
              "| family | transformer params | size | frames @ fps | steps | s/clip batch 1 | s/clip batch "
              f"{args.batch} | batched speed-up |", "|---|---|---|---|---|---|---|---|"]
@@ -96,8 +101,7 @@ def main() -> None:
     if args.scale == "tiny":
         lines += ["", "Tiny scale: test-size pipelines; these figures say nothing about real model cost. "
                   "Run `--scale full` on a GPU for the numbers `tdmm plan-generation` uses."]
-    (RESULTS / "diffusion_clip_cost.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

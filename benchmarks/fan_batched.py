@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="best of this many timed calls")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--out", default="fan_batched", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     if args.clips < 1 or args.frames_per_clip < 1 or args.repeats < 1 or min(args.batch_sizes) < 1:
         raise ValueError("--clips, --frames-per-clip, --repeats and --batch-sizes must be >= 1")
@@ -172,7 +173,7 @@ def main() -> None:
         "command": "python benchmarks/fan_batched.py " + " ".join(sys.argv[1:]),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fan_batched.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
     md = [f"# FAN batched across clips ({result['device']})\n",
           (f"torch {result['torch']}, face-alignment {result['face_alignment']}; frames: {source}; "
            f"{len(clips)} clips x {args.frames_per_clip} frames; best of {args.repeats}."),
@@ -188,7 +189,7 @@ def main() -> None:
                   "benchmarks/fan_batched.py to measure that.")
     md.append("\nmax |detect_clips - detect| (px): " + ", ".join(f"{k}: {v:.2g}" for k, v in agree.items()))
     md.append(f"\nReproduce: `.venv/bin/{result['command'].strip()}`")
-    (RESULTS / "fan_batched.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

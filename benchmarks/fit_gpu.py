@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--chunk-frames", type=int, default=20000)
     ap.add_argument("--ict", default=str(DEFAULT_ICT))
+    ap.add_argument("--out", default="fit_gpu", help="results file stem under benchmarks/results/")
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -61,18 +62,18 @@ def main() -> None:
         print(rows[-1], flush=True)
     info = {"device": torch.cuda.get_device_name() if cuda else f"cpu ({torch.get_num_threads()} threads)",
             "model": f"{model.name} (identity {model.n_identity}, expression {model.n_expression})",
-            "iterations": FitConfig().rigid_iterations + FitConfig().iterations, "rows": rows}
+            "iterations": len(fitter.schedule()), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "fit_gpu.json").write_text(json.dumps(info, indent=2))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(info, indent=2))
     md = [f"# Batched fitter throughput on {info['device']}\n", f"Model: {info['model']}; {info['iterations']} "
-          "LM iterations; clips of " + str(args.frames) + " frames.\n",
+          "LM steps; clips of " + str(args.frames) + " frames.\n",
           "| frames | clips | wall s | frames / s | frames / CPU s | reproj. px |", "|---|---|---|---|---|---|"]
     md += [f"| {r['frames']} | {r['clips']} | {r['wall_s']:.2f} | {r['frames_per_s']:.0f} | {r['frames_per_cpu_s']:.0f} | "
            f"{r['reprojection_px']:.3f} |" for r in rows]
     if not cuda:
         md.append("\nNo CUDA device here: CPU figures. On a GPU run the same script (sizes 1k..100k).")
     md.append("\nReproduce: `.venv/bin/python benchmarks/fit_gpu.py`")
-    (RESULTS / "fit_gpu.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -1,12 +1,15 @@
 """Training throughput of the motion-language model: DDP vs DeepSpeed ZeRO-2 on CPU workers, and
 (with CUDA) a ~0.5B Qwen3-shaped model with ZeRO-2 in bf16, reported as tokens/s and MFU.
 
-    .venv/bin/python benchmarks/lm_train_bench.py [--steps 60] [--workers 2] [--rounds 2]
+    .venv/bin/python benchmarks/lm_train_bench.py [--steps 60] [--workers 2] [--rounds 3]
+    .venv/bin/python benchmarks/lm_train_bench.py --gpu-only   # the ~0.5B ZeRO-2 MFU case alone
 
 Writes benchmarks/results/lm_train_bench.json and .md. Tokens are non-padding tokens (prompt and
 answer) summed over all workers; tokens/s is the median of per-step rates after warm-up, excluding
 the steps that evaluate or checkpoint. Numbers are only comparable within one run (same machine,
-same load), hence the ratio against the DDP baseline.
+same load), hence the ratio against the DDP baseline: the cases alternate over >= 3 rounds and
+the ratio is taken per round (paired), reported as median [min, max] with each case's spread.
+--gpu-only writes benchmarks/results/gpu_lm_mfu.json instead (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from tdmm_ray.storage import Storage  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def _spread(values) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def steady_tokens_per_s(run: str, skip: int) -> float:
@@ -91,12 +98,14 @@ def write_report(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lm_train_bench.json").write_text(json.dumps(report, indent=2))
     lines = ["# LM training throughput", "", f"{report['machine']}; {report['settings']}", "",
-             "| case | tokens/s (median) | vs DDP | per round | loss first -> last |", "|---|---|---|---|---|"]
-    base = report["cpu"][0]["tokens_per_s"]
+             "| case | tokens/s median [min, max] | per round | loss first -> last |", "|---|---|---|---|"]
     for r in report["cpu"]:
         rounds = ", ".join(f"{x:.0f}" for x in r["rounds_tokens_per_s"])
-        lines.append(f"| {r['case']} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f} | {rounds} | "
+        sp = r["tokens_per_s_spread"]
+        lines.append(f"| {r['case']} | {sp['median']:.0f} [{sp['min']:.0f}, {sp['max']:.0f}] | {rounds} | "
                      f"{r['first_loss']:.3f} -> {r['last_loss']:.3f} |")
+    ratio = report["ratio_deepspeed_zero2_vs_ddp_spread"]
+    lines += ["", f"ZeRO-2 / DDP, paired per round: **{ratio['median']:.2f}** [{ratio['min']:.2f}, {ratio['max']:.2f}]"]
     gpu = report.get("gpu")
     lines += ["", "## GPU", ""]
     if gpu:
@@ -113,11 +122,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating repetitions of the CPU cases")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating repetitions of the CPU cases (>= 3)")
     parser.add_argument("--gpu-steps", type=int, default=20)
+    parser.add_argument("--gpu-only", action="store_true", help="only the ~0.5B ZeRO-2 bf16 case (needs CUDA)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.cwd() / ".tmp" / "torch_extensions"))
+    if args.gpu_only:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--gpu-only needs a CUDA device")
+        gpu = gpu_case(args.gpu_steps)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "gpu_lm_mfu.json").write_text(json.dumps(gpu, indent=2))
+        print(json.dumps(gpu, indent=2))
+        return
+    if args.rounds < 3:
+        raise SystemExit("--rounds must be >= 3 to state a spread")
     corpus = synthetic_corpus(128, 64, seconds=(1.5, 2.5))
     common = [f"lm.hidden_size={args.hidden}", "lm.layers=2", "lm.heads=4", "lm.vocab_size=400", "lm.max_length=256",
               "tokenizer.codebook_size=64", f"train.num_workers={args.workers}", f"train.steps={args.steps}",
@@ -131,8 +153,10 @@ def main() -> None:
     cpu = []
     for name in cases:
         mine = [r for r in runs if r["case"] == name]
-        cpu.append({**mine[-1], "tokens_per_s": statistics.median(r["tokens_per_s"] for r in mine),
-                    "rounds_tokens_per_s": [r["tokens_per_s"] for r in mine]})
+        rates = [r["tokens_per_s"] for r in mine]
+        cpu.append({**mine[-1], "tokens_per_s": statistics.median(rates), "rounds_tokens_per_s": rates,
+                    "tokens_per_s_spread": _spread(rates)})
+    ratios = [z / d for d, z in zip(cpu[0]["rounds_tokens_per_s"], cpu[1]["rounds_tokens_per_s"])]
     import torch
 
     gpu = gpu_case(args.gpu_steps) if torch.cuda.is_available() else None
@@ -140,7 +164,8 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}",
         "settings": (f"{args.workers} CPU workers, hidden {args.hidden}, 2 layers, batch 8/worker, {args.steps} steps, "
                      f"median of {args.rounds} alternating rounds"),
-        "cpu": cpu, "gpu": gpu, "ratio_deepspeed_zero2_vs_ddp": cpu[1]["tokens_per_s"] / cpu[0]["tokens_per_s"],
+        "cpu": cpu, "gpu": gpu, "ratio_deepspeed_zero2_vs_ddp": statistics.median(ratios),
+        "ratio_deepspeed_zero2_vs_ddp_spread": _spread(ratios),
     }
     write_report(report)
     print((RESULTS / "lm_train_bench.md").read_text())

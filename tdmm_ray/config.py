@@ -172,13 +172,15 @@ class LandmarksConfig(Section):
 
 
 class FitConfig(Section):
-    iterations: int = Field(10, ge=1)
+    iterations: int = Field(7, ge=1, description="full steps after the rigid ones (see BatchedFitter.schedule)")
     smoothness: float = Field(0.01, ge=0, description="temporal smoothness of expression and pose")
     expression_prior: float = Field(1e-3, ge=0)
     identity_prior: float = Field(1e-2, ge=0)
     max_nme: float = Field(0.08, gt=0, description="QC: reject clips whose mean landmark NME exceeds this")
     min_frames: int = Field(8, ge=1)
-    rigid_iterations: int = Field(3, ge=0, description="pose-only steps before the full solve")
+    rigid_iterations: int = Field(2, ge=0, description="pose-only steps before the full solve")
+    shared_iterations: int = Field(1, ge=0, description="of `iterations`, how many also move identity and "
+                                   "focal (the rest refine per-frame parameters with them held)")
     robust: Literal["geman_mcclure", "huber", "none"] = "geman_mcclure"
     robust_scale: float = Field(0.05, gt=0, description="robust-loss scale in inter-ocular distances")
     focal_prior: float = Field(1e-2, ge=0, description="weight pulling log focal to its initial value")

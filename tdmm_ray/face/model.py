@@ -102,9 +102,7 @@ class FaceModel(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
     def shape(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """Model-space vertices [B,V,3] before articulation and head pose."""
-        offsets = torch.einsum("bk,kvc->bvc", identity, self.identity_basis)
-        offsets = offsets + torch.einsum("bk,kvc->bvc", expression, self.expression_basis)
-        return self.template[None] + offsets
+        return geometry.blend_shapes(self.template, self.identity_basis, identity, self.expression_basis, expression)
 
     def articulate(self, vertices: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """Hook for models with joints (FLAME: jaw, neck, eyes). Linear models do nothing."""

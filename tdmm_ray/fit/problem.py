@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from tdmm_ray.face import geometry
+
 N_LANDMARKS = 68
 EYE_OUTER = (36, 45)  # iBUG outer eye corners: the inter-ocular distance normalising NME
 MIN_LANDMARKS_PER_FRAME = 6  # fewer visible points cannot pin down a pose
@@ -137,7 +139,7 @@ def initial_state(d: Data, lmf, k_id: int, k_exp: int, bounds: tuple[float, floa
     clip_centroid = (centroid * has).sum(1) / has.sum(1).clamp(min=1)
     clip_centroid = torch.where(has.sum(1) > 0, clip_centroid, d.principal)
     centroid = torch.where(d.frame_valid[..., None], centroid, clip_centroid[:, None])
-    model_centre = mean.mean(0) * torch.tensor([1.0, -1.0, -1.0], device=device)  # in camera axes
+    model_centre = geometry.camera_offset(mean.mean(0))
     cam_xy = (centroid - d.principal) * depth[..., None] / f[..., None]
     translation = torch.cat([cam_xy, depth[..., None]], -1) - model_centre
     return State(identity=torch.zeros(d.N, k_id, device=device), log_focal=d.log_focal0.clone(),

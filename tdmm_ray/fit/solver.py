@@ -8,11 +8,14 @@ landmark residuals r measured in inter-ocular distances (so weights do not depen
         + l_s sum_t |p_t - p_t-1|^2                          (temporal smoothness of psi, pose)
 
 rho is a robust loss solved by IRLS with a scale annealed from coarse to fine (graduated
-non-convexity), c the landmark confidence. Each step solves the normal equations exactly in the
-per-clip parameters by a Schur complement over the per-frame blocks; the smoothness coupling
-between neighbouring frames enters Jacobi-style (neighbours held at their current values), and
-a step is kept only where it lowers a clip's energy (per-clip Marquardt damping). Expression
-bounds are an active set: channels pressed against a bound are frozen for that step.
+non-convexity), c the landmark confidence. The steps (BatchedFitter.schedule): pose only; then
+joint steps that solve the normal equations exactly in the per-clip parameters by a Schur
+complement over the per-frame blocks; then per-frame steps alternating with per-clip steps. The
+smoothness coupling between neighbouring frames enters Jacobi-style (neighbours held at their
+current values), and a step is kept only where it lowers a clip's energy (per-clip Marquardt
+damping). Expression bounds are an active set: channels pressed against a bound are frozen for
+that step. The camera model (pose, flip into camera axes, projection and their Jacobians) is
+tdmm_ray.face.geometry's, the same functions the face models and the renderer use.
 """
 
 from __future__ import annotations
@@ -33,9 +36,13 @@ from tdmm_ray.fit.qc import qc_verdicts
 
 log = logging.getLogger(__name__)
 
-FLIP = torch.tensor([1.0, -1.0, -1.0])  # model -> camera axes (geometry.MODEL_TO_CAMERA's diagonal)
 TRANSLATION_SMOOTH_SCALE = 100.0  # 1 cm of translation ~ as visible as 0.01 rad of rotation
-SOLVE_DTYPE = torch.float64  # the small normal-equation solves; the Jacobians stay in float32
+# The shared (identity, focal) systems sum over a clip's frames: float64. Per-frame blocks stay in
+# the Jacobians' float32: a Gauss-Newton step needs no more, and float32 Cholesky and products are
+# ~1.7x faster on the CPU.
+SOLVE_DTYPE = torch.float64
+MIN_DEPTH = 1e-4  # metres: a fit never lets landmarks reach the camera plane
+RIGID, FRAME, SHARED, JOINT = "rigid", "frame", "shared", "joint"  # what a step moves (BatchedFitter.schedule)
 
 
 @contextmanager
@@ -77,13 +84,6 @@ class FitResult:
                 "qc_pass": bool(self.qc_pass[i]), "qc_reason": self.qc_reason[i]}
 
 
-def skew(v: torch.Tensor) -> torch.Tensor:
-    """[...,3] -> cross-product matrices [...,3,3]."""
-    x, y, z = v.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
-
-
 def robust_weights(e: torch.Tensor, sigma: float, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared residual norms e -> (rho(e), d rho / d e), the IRLS weight."""
     if kind == "geman_mcclure":
@@ -107,30 +107,45 @@ class BatchedFitter:
         self.device = torch.device(device)
         self.lmf = landmark_function(model, self.device, point_set=point_set)
         self.point_set = point_set
-        self.flip = FLIP.to(self.device)
         lo, hi = model.expression_range
         self.bounds = (float(lo), float(hi))
         self.k_id, self.k_exp = model.n_identity, model.n_expression
+        self.linear = not self.lmf.articulated
+        self._jacobians = None  # (state, per-frame landmark Jacobians) of an articulated model
+        if self.linear:  # constant landmark rows [L,3,K]; [L*3,K_id] for the shared block (see _shared)
+            self.id_rows, self.exp_rows = self.lmf.jacobians(None, None)
+            self.id_flat = self.id_rows.reshape(-1, self.k_id)
+
+    def schedule(self) -> list[str]:
+        """Pose-only steps; then `shared_iterations` exact joint steps (identity and focal with the
+        per-frame parameters, by a Schur complement over the clip); then the remaining iterations
+        alternate a per-frame step with a cheap shared step (block Gauss-Seidel: each holds the
+        other block at its latest value). The joint step costs ~4x a per-frame one; after the
+        first, the coupling is weak enough for alternation to converge as fast per CPU second."""
+        c = self.config
+        joint = min(c.shared_iterations, c.iterations)
+        tail = []
+        for _ in range(c.iterations - joint):
+            tail += [FRAME, SHARED]
+        return [RIGID] * c.rigid_iterations + [JOINT] * joint + tail
 
     # ---- forward model ---------------------------------------------------------------------
-    def _project(self, s: prob.State, d: prob.Data):
-        """Camera points and pixel projections for every frame ([B,...], B = N*T)."""
-        b_id = s.identity.repeat_interleave(d.T, 0)
-        x = self.lmf.points(b_id, s.expression.reshape(-1, self.k_exp))  # [B,L,3]
-        rot = geometry.axis_angle_to_matrix(s.rotation.reshape(-1, 3))
-        y = x @ rot.transpose(1, 2)  # R X
-        p = y * self.flip + s.translation.reshape(-1, 1, 3)
-        z = p[..., 2:].clamp(min=1e-4)
-        f = s.log_focal.exp().repeat_interleave(d.T)[:, None, None]
-        uv = f * p[..., :2] / z + d.principal
-        return b_id, x, rot, y, p, z, f, uv
+    def _forward(self, s: prob.State, d: prob.Data):
+        """Per frame (B = N*T): model points x, rotation matrix, rotated y, camera points p, focal,
+        pixel projections uv."""
+        B = d.N * d.T
+        x = self.lmf.points(s.identity.repeat_interleave(d.T, 0), s.expression.reshape(B, self.k_exp))
+        rot = geometry.axis_angle_to_matrix(s.rotation.reshape(B, 3))
+        y, p = geometry.pose_points(x, rot, s.translation.reshape(B, 3))
+        f = s.log_focal.exp().repeat_interleave(d.T)
+        return x, rot, y, p, f, geometry.project(p, f, d.principal, MIN_DEPTH)
 
     def energy(self, s: prob.State, d: prob.Data, sigma: float) -> torch.Tensor:
         """Per-clip energy [N] (the quantity each step must lower)."""
-        uv = self._project(s, d)[-1]
+        uv = self._forward(s, d)[-1]
         r = (uv - d.obs) / d.scale_b[:, None, None]
         rho, _ = robust_weights((r * r).sum(-1), sigma, self.config.robust)
-        data = (d.weight.reshape(-1, d.L) * rho).reshape(d.N, -1).sum(1)
+        data = (d.weight.reshape(rho.shape) * rho).reshape(d.N, -1).sum(1)
         c = self.config
         prior = (c.expression_prior * (s.expression**2).sum((1, 2)) + c.identity_prior * (s.identity**2).sum(1)
                  + c.focal_prior * (s.log_focal - d.log_focal0) ** 2)
@@ -142,53 +157,108 @@ class BatchedFitter:
         return ((s.expression, 1.0), (s.rotation, 1.0), (s.translation, TRANSLATION_SMOOTH_SCALE))
 
     # ---- one Levenberg-Marquardt step ------------------------------------------------------
-    def _normal_equations(self, s: prob.State, d: prob.Data, sigma: float):
-        N, T, K, B, L = d.N, d.T, self.k_exp, d.N * d.T, d.L
-        b_id, x, rot, y, p, z, f, uv = self._project(s, d)
-        scale = d.scale_b[:, None, None]
-        r = (uv - d.obs) / scale  # [B,L,2]
+    def _normal_equations(self, s: prob.State, d: prob.Data, sigma: float, mode: str):
+        """Gauss-Newton blocks. Per frame: h_pp [B,D,D], g_p [B,D] over (expression, rotation,
+        translation), or (rotation, translation) for a rigid step, none for a shared step; per
+        clip (JOINT, SHARED): h_ss [N,S,S], g_s [N,S] over (identity, log focal), and for JOINT the
+        coupling h_ps [B,D,S]. Rows are pre-multiplied by the square-root IRLS weights, so every
+        block is a plain J^T J."""
+        B = d.N * d.T
+        x, rot, y, p, f, uv = self._forward(s, d)
+        L = uv.shape[1]
+        scale = d.scale_b[:, None]
+        r = (uv - d.obs) / scale[..., None]
         _, w_rob = robust_weights((r * r).sum(-1), sigma, self.config.robust)
-        wt = (d.weight.reshape(B, L) * w_rob).repeat_interleave(2, 1)  # [B,2L]
-        # d uv / d P, already divided by the clip's face scale: [B,L,2,3]
-        a = torch.zeros(B, L, 2, 3, device=self.device)
-        a[..., 0, 0] = a[..., 1, 1] = (f / z)[..., 0]
-        a[..., :, 2] = -f * p[..., :2] / (z * z)
-        a = a / scale[..., None]
-        af = a * self.flip  # d uv / d (R X)
-        j_rot = -af @ skew(y)  # left small-angle update: d(exp(w) R X)/dw = -[R X]x
-        afr = af @ rot[:, None]
-        j_id, j_exp = self.lmf.jacobians(b_id, s.expression.reshape(B, K))
-        pattern = "blij,ljk->blik" if j_exp.ndim == 3 else "blij,bljk->blik"
-        jp = torch.cat([torch.einsum(pattern, afr, j_exp), j_rot, a], -1).reshape(B, 2 * L, K + 6)
-        js = torch.cat([torch.einsum(pattern, afr, j_id), ((uv - d.principal) / scale)[..., None]],
-                       -1).reshape(B, 2 * L, self.k_id + 1)
-        rw = (r.reshape(B, 2 * L) * wt)[..., None]
-        jpw = jp * wt[..., None]
-        h_pp = (jp.transpose(1, 2) @ jpw).to(SOLVE_DTYPE)
-        g_p = (jp.transpose(1, 2) @ rw)[..., 0].to(SOLVE_DTYPE)
-        h_ps = (jpw.transpose(1, 2) @ js).to(SOLVE_DTYPE)
-        js_c = js.reshape(N, T * 2 * L, -1)
-        h_ss = (js_c.transpose(1, 2) @ (js_c * wt.reshape(N, T * 2 * L, 1))).to(SOLVE_DTYPE)
-        g_s = (js_c.transpose(1, 2) @ rw.reshape(N, T * 2 * L, 1))[..., 0].to(SOLVE_DTYPE)
-        self._add_priors(s, d, h_pp, g_p, h_ss, g_s)
-        return h_pp, g_p, h_ps, h_ss, g_s
+        sw = torch.sqrt(d.weight.reshape(B, L) * w_rob)  # [B,L]
+        j_cam = geometry.project_jacobian(p, f, MIN_DEPTH) * (sw / scale)[..., None, None]  # [B,L,2,3]
+        j_x, j_rot = geometry.pose_jacobians(j_cam, y, rot)
+        rw = r * sw[..., None]  # [B,L,2]
+        h_pp = g_p = shared = None
+        if mode != SHARED:
+            blocks = [j_rot, j_cam] if mode == RIGID else [self._through_rows(j_x, s, d, "expression"), j_rot, j_cam]
+            jp = torch.cat(blocks, -1).reshape(B, 2 * L, -1)
+            h_pp = jp.transpose(1, 2) @ jp
+            g_p = (rw.reshape(B, 1, 2 * L) @ jp)[:, 0]  # a row times J: far faster than J^T times a column
+        if mode in (JOINT, SHARED):
+            j_f = (uv - d.principal) / scale[..., None] * sw[..., None]  # d uv / d log f [B,L,2]
+            j_id = None if self.linear and mode == SHARED else self._through_rows(j_x, s, d, "identity")
+            h_ss, g_s = self._shared_blocks(j_x, j_id, j_f, rw, d)
+            h_ps = None
+            if mode == JOINT:
+                h_ps = torch.empty(B, jp.shape[-1], self.k_id + 1, dtype=jp.dtype, device=self.device)
+                h_ps[..., :-1] = jp.transpose(1, 2) @ j_id.reshape(B, 2 * L, -1)
+                h_ps[..., -1] = (j_f.reshape(B, 1, 2 * L) @ jp)[:, 0]
+            shared = (h_ps, h_ss, g_s)
+        self._add_priors(s, d, h_pp, g_p, shared, mode)
+        return h_pp, g_p, shared
 
-    def _add_priors(self, s, d, h_pp, g_p, h_ss, g_s) -> None:
+    def _through_rows(self, j_x: torch.Tensor, s: prob.State, d: prob.Data, which: str) -> torch.Tensor:
+        """d uv / d (identity or expression) [B,L,2,K] = d uv / d x . d x / d params."""
+        if self.linear:
+            rows = self.exp_rows if which == "expression" else self.id_rows  # [L,3,K]
+            return torch.einsum("blij,ljk->blik", j_x, rows)
+        # Autograd Jacobians are the costly part of an articulated model's step: one pass per state.
+        if self._jacobians is None or self._jacobians[0] is not s:
+            B = d.N * d.T
+            self._jacobians = (s, self.lmf.jacobians(s.identity.repeat_interleave(d.T, 0),
+                                                     s.expression.reshape(B, self.k_exp)))
+        j_id, j_exp = self._jacobians[1]
+        return j_x @ (j_exp if which == "expression" else j_id)
+
+    def _shared_blocks(self, j_x, j_id, j_f, rw, d) -> tuple[torch.Tensor, torch.Tensor]:
+        """h_ss [N,S,S] and g_s [N,S] over (identity, log focal), summed over each clip's frames.
+        A linear model never forms the [T*2L, K_id] identity Jacobian here: its rows are constant,
+        so the clip's 3x3 point metrics (and 3-vectors) are summed over frames first and the rows
+        applied once per clip (K_id^2 * 3L work per clip instead of K_id^2 * 2L per frame)."""
+        N, T = d.N, d.T
+        L = j_x.shape[1]
+        S = self.k_id + 1
+        per_clip = lambda a: a.reshape(N, T, *a.shape[1:]).sum(1)  # noqa: E731
+        h = torch.empty(N, S, S, device=self.device, dtype=SOLVE_DTYPE)
+        g = torch.empty(N, S, device=self.device, dtype=SOLVE_DTYPE)
+        if self.linear:
+            # Elementwise over the two image rows: B*L tiny matmuls would cost more than the work.
+            metric = per_clip(j_x[..., 0, :, None] * j_x[..., 0, None, :]
+                              + j_x[..., 1, :, None] * j_x[..., 1, None, :])  # [N,L,3,3]
+            h[:, :-1, :-1] = self.id_flat.T @ (metric @ self.id_rows).reshape(N, 3 * L, self.k_id)
+            h[:, :-1, -1] = per_clip((j_x * j_f[..., None]).sum(2)).reshape(N, 3 * L) @ self.id_flat
+            g[:, :-1] = per_clip((j_x * rw[..., None]).sum(2)).reshape(N, 3 * L) @ self.id_flat
+        else:
+            j_id_c = j_id.reshape(N, T * 2 * L, -1)
+            h[:, :-1, :-1] = j_id_c.transpose(1, 2) @ j_id_c
+            h[:, :-1, -1] = (j_id_c.transpose(1, 2) @ j_f.reshape(N, -1, 1))[..., 0]
+            g[:, :-1] = (j_id_c.transpose(1, 2) @ rw.reshape(N, -1, 1))[..., 0]
+        h[:, -1, :-1] = h[:, :-1, -1]
+        h[:, -1, -1] = (j_f * j_f).reshape(N, -1).sum(1)
+        g[:, -1] = (j_f * rw).reshape(N, -1).sum(1)
+        return h, g
+
+    def _add_priors(self, s, d, h_pp, g_p, shared, mode) -> None:
         c, K, B = self.config, self.k_exp, d.N * d.T
-        idx = torch.arange(K, device=self.device)
-        h_pp[:, idx, idx] += c.expression_prior
-        g_p[:, :K] += c.expression_prior * s.expression.reshape(B, K).to(SOLVE_DTYPE)
-        ids = torch.arange(self.k_id, device=self.device)
-        h_ss[:, ids, ids] += c.identity_prior
-        g_s[:, : self.k_id] += c.identity_prior * s.identity.to(SOLVE_DTYPE)
-        h_ss[:, -1, -1] += c.focal_prior
-        g_s[:, -1] += c.focal_prior * (s.log_focal - d.log_focal0).to(SOLVE_DTYPE)
+        if shared is not None:
+            _, h_ss, g_s = shared
+            ids = torch.arange(self.k_id, device=self.device)
+            h_ss[:, ids, ids] += c.identity_prior
+            g_s[:, : self.k_id] += c.identity_prior * s.identity.to(SOLVE_DTYPE)
+            h_ss[:, -1, -1] += c.focal_prior
+            g_s[:, -1] += c.focal_prior * (s.log_focal - d.log_focal0).to(SOLVE_DTYPE)
+        if h_pp is None:
+            return
+        D = h_pp.shape[-1]
+        dd = torch.arange(D, device=self.device)
+        if mode != RIGID:
+            h_pp[:, dd[:K], dd[:K]] += c.expression_prior
+            g_p[:, :K] += c.expression_prior * s.expression.reshape(B, K).to(g_p.dtype)
         if c.smoothness <= 0:
             return
         # Jacobi coupling: each frame is pulled towards its neighbours' current values.
-        values = torch.cat([s.expression, s.rotation, s.translation], -1)  # [N,T,D]
-        weights = torch.cat([torch.full((K,), 1.0), torch.full((3,), 1.0),
-                             torch.full((3,), TRANSLATION_SMOOTH_SCALE)]).to(self.device) * c.smoothness
+        values = [s.rotation, s.translation]
+        weights = [torch.full((3,), 1.0), torch.full((3,), TRANSLATION_SMOOTH_SCALE)]
+        if mode != RIGID:
+            values.insert(0, s.expression)
+            weights.insert(0, torch.full((K,), 1.0))
+        values = torch.cat(values, -1)  # [N,T,D]
+        weights = torch.cat(weights).to(self.device) * c.smoothness
         pair = d.pair[..., None]  # [N,T-1,1]: frames t and t+1 both exist
         diff = (values[:, 1:] - values[:, :-1]) * pair
         grad = torch.zeros_like(values)
@@ -197,66 +267,78 @@ class BatchedFitter:
         count = torch.zeros_like(values[..., :1])
         count[:, 1:] += pair
         count[:, :-1] += pair
-        D = K + 6
-        dd = torch.arange(D, device=self.device)
-        h_pp[:, dd, dd] += (count * weights).reshape(B, D).to(SOLVE_DTYPE)
-        g_p += (grad * weights).reshape(B, D).to(SOLVE_DTYPE)
+        h_pp[:, dd, dd] += (count * weights).reshape(B, D).to(h_pp.dtype)
+        g_p += (grad * weights).reshape(B, D).to(g_p.dtype)
 
-    def _solve(self, s, d, h_pp, g_p, h_ps, h_ss, g_s, mu: torch.Tensor, rigid: bool):
-        N, T, K, B = d.N, d.T, self.k_exp, d.N * d.T
-        D = K + 6
-        lo, hi = self.bounds
-        psi = s.expression.reshape(B, K)
+    def _solve(self, s, d, h_pp, g_p, shared, mu: torch.Tensor, mode: str):
+        """Damped step: per-frame blocks by Cholesky; with shared parameters, their Schur
+        complement over the clip's frames (JOINT) or their block alone (SHARED).
+        -> (per-frame step [N,T,D] or None, shared step [N,S] or None)."""
+        N, T = d.N, d.T
+        if mode == SHARED:
+            _, h_ss, g_s = shared
+            return None, self._solve_shared(h_ss, g_s, mu, d)
+        B, D = N * T, h_pp.shape[-1]
         frozen = torch.zeros(B, D, dtype=torch.bool, device=self.device)
-        frozen[:, :K] = ((psi <= lo + 1e-6) & (g_p[:, :K] > 0)) | ((psi >= hi - 1e-6) & (g_p[:, :K] < 0))
-        if rigid:
-            frozen[:, :K] = True
+        if mode != RIGID:  # expression channels pressed against a bound stay there this step
+            lo, hi = self.bounds
+            K = self.k_exp
+            psi = s.expression.reshape(B, K)
+            frozen[:, :K] = ((psi <= lo + 1e-6) & (g_p[:, :K] > 0)) | ((psi >= hi - 1e-6) & (g_p[:, :K] < 0))
         frozen |= ~d.exists.reshape(B, 1)
-        keep = (~frozen).to(SOLVE_DTYPE)
+        keep = (~frozen).to(h_pp.dtype)
         dd = torch.arange(D, device=self.device)
-        mu_b = mu.repeat_interleave(T)[:, None]
+        mu_b = mu.to(h_pp.dtype).repeat_interleave(T)[:, None]
         diag = h_pp[:, dd, dd]
-        h_pp = h_pp * keep[:, :, None] * keep[:, None, :]
-        h_pp[:, dd, dd] = diag * keep * (1 + mu_b) + mu_b * 1e-6 + frozen.to(SOLVE_DTYPE) + 1e-9
+        h_pp.mul_(keep[:, :, None]).mul_(keep[:, None, :])  # in place: the blocks are this step's own
+        h_pp[:, dd, dd] = diag * keep * (1 + mu_b) + mu_b * 1e-6 + frozen.to(h_pp.dtype) + 1e-9
         g_p = g_p * keep
-        h_ps = h_ps * keep[:, :, None]
         with _lapack_threads(self.device):
             chol, info = torch.linalg.cholesky_ex(h_pp)
             if bool((info > 0).any()):  # never expected with the damping above; keep going safely
                 log.warning("fit: %d singular frame blocks; regularising", int((info > 0).sum()))
-                chol = torch.linalg.cholesky(h_pp + 1e-3 * torch.eye(D, dtype=SOLVE_DTYPE, device=self.device))
-            # Explicit inverses of the small blocks: then everything else is batched matmul.
+                chol = torch.linalg.cholesky(h_pp + 1e-3 * torch.eye(D, dtype=h_pp.dtype, device=self.device))
+            if shared is None:
+                step_p = -torch.cholesky_solve(g_p[..., None], chol)[..., 0]
+                return step_p.float().reshape(N, T, D), None
+            # An explicit inverse of the small blocks, then batched products: far cheaper on the
+            # CPU than a batched cholesky_solve with S right-hand sides.
             h_inv = torch.cholesky_inverse(chol)
-        x_g = h_inv @ g_p[..., None]  # [B,D,1]
-        if rigid:
-            step_p = -x_g[..., 0]
-            step_s = torch.zeros(N, self.k_id + 1, dtype=SOLVE_DTYPE, device=self.device)
-        else:
-            x_s = h_inv @ h_ps  # [B,D,S]
-            S = self.k_id + 1
-            h_ps_c = h_ps.reshape(N, T, D, S)
-            schur = h_ss - torch.einsum("ntds,ntde->nse", h_ps_c, x_s.reshape(N, T, D, S))
-            g_red = g_s - torch.einsum("ntds,ntd->ns", h_ps_c, x_g.reshape(N, T, D))
-            sd = torch.arange(S, device=self.device)
-            schur[:, sd, sd] = schur[:, sd, sd] * (1 + mu[:, None]) + 1e-9
-            if d.fix_focal:  # a known camera: the focal row becomes "no change"
-                schur[:, -1, :] = 0
-                schur[:, :, -1] = 0
-                schur[:, -1, -1] = 1
-                g_red[:, -1] = 0
-            with _lapack_threads(self.device):
-                step_s = -torch.linalg.solve(schur, g_red)
-            step_p = -(x_g[..., 0] + (x_s @ step_s.repeat_interleave(T, 0)[..., None])[..., 0])
-        return step_p.float().reshape(N, T, D), step_s.float()
+        h_ps, h_ss, g_s = shared
+        h_ps.mul_(keep[:, :, None])
+        S = h_ps.shape[-1]
+        x_g, x_s = (h_inv @ g_p[..., None])[..., 0], h_inv @ h_ps
+        h_ps_c = h_ps.reshape(N, T * D, S).transpose(1, 2)
+        # The frame-side products are float32; the clip sums are subtracted in float64 (the
+        # identity prior keeps the complement well away from singular).
+        step_s = self._solve_shared(h_ss - (h_ps_c @ x_s.reshape(N, T * D, S)).to(SOLVE_DTYPE),
+                                    g_s - (h_ps_c @ x_g.reshape(N, T * D, 1))[..., 0].to(SOLVE_DTYPE), mu, d)
+        step_p = -(x_g + (x_s @ step_s.repeat_interleave(T, 0)[..., None])[..., 0])
+        return step_p.float().reshape(N, T, D), step_s
 
-    def _apply(self, s: prob.State, step_p: torch.Tensor, step_s: torch.Tensor) -> prob.State:
-        K = self.k_exp
+    def _solve_shared(self, h: torch.Tensor, g: torch.Tensor, mu: torch.Tensor, d: prob.Data) -> torch.Tensor:
+        """Damped solve of a clip's (identity, log focal) system [N,S,S] -> step [N,S]."""
+        sd = torch.arange(h.shape[-1], device=self.device)
+        h[:, sd, sd] = h[:, sd, sd] * (1 + mu[:, None]) + 1e-9
+        if d.fix_focal:  # a known camera: the focal row becomes "no change"
+            h[:, -1, :] = 0
+            h[:, :, -1] = 0
+            h[:, -1, -1] = 1
+            g[:, -1] = 0
+        with _lapack_threads(self.device):
+            return -torch.linalg.solve(h, g).float()
+
+    def _apply(self, s: prob.State, step_p: torch.Tensor | None, step_s: torch.Tensor | None) -> prob.State:
+        if step_p is None:
+            return prob.State(identity=s.identity + step_s[:, : self.k_id], log_focal=s.log_focal + step_s[:, -1],
+                              expression=s.expression, rotation=s.rotation, translation=s.translation)
         lo, hi = self.bounds
+        K = step_p.shape[-1] - 6  # 0 for a rigid step
         rot = geometry.axis_angle_to_matrix(step_p[..., K:K + 3]) @ geometry.axis_angle_to_matrix(s.rotation)
         return prob.State(
-            identity=s.identity + step_s[:, : self.k_id],
-            log_focal=s.log_focal + step_s[:, -1],
-            expression=(s.expression + step_p[..., :K]).clamp(lo, hi),
+            identity=s.identity if step_s is None else s.identity + step_s[:, : self.k_id],
+            log_focal=s.log_focal if step_s is None else s.log_focal + step_s[:, -1],
+            expression=(s.expression + step_p[..., :K]).clamp(lo, hi) if K else s.expression,
             rotation=geometry.matrix_to_axis_angle(rot),
             translation=s.translation + step_p[..., K + 3:],
         )
@@ -274,26 +356,28 @@ class BatchedFitter:
                          point_weight=emb.weight.to(self.device), eye_outer=emb.eye_outer)
         s = prob.initial_state(d, self.lmf, self.k_id, self.k_exp, self.bounds)
         mu = torch.full((d.N,), 1e-3, device=self.device)
-        total = c.rigid_iterations + c.iterations
-        for it in range(total):
-            rigid = it < c.rigid_iterations
+        e0, last_sigma = None, None
+        for it, mode in enumerate(self.schedule()):
             sigma = max(c.robust_scale, 0.5 * 0.5**it)
-            e0 = self.energy(s, d, sigma)
-            eqs = self._normal_equations(s, d, sigma)
-            step_p, step_s = self._solve(s, d, *eqs, mu=mu.to(SOLVE_DTYPE), rigid=rigid)
+            if sigma != last_sigma:  # otherwise the kept energy of the last step is still exact
+                e0, last_sigma = self.energy(s, d, sigma), sigma
+            h_pp, g_p, shared = self._normal_equations(s, d, sigma, mode)
+            step_p, step_s = self._solve(s, d, h_pp, g_p, shared, mu=mu.to(SOLVE_DTYPE), mode=mode)
             cand = self._apply(s, step_p, step_s)
             e1 = self.energy(cand, d, sigma)
             accept = torch.isfinite(e1) & (e1 <= e0)
             s = prob.select(accept, cand, s)
+            e0 = torch.where(accept, e1, e0)
             mu = torch.where(accept, mu / 3, mu * 4).clamp(1e-7, 1e7)
-            log.debug("fit iter %d sigma %.3f energy %.5g accepted %d/%d", it, sigma,
-                      float(torch.where(accept, e1, e0).mean()), int(accept.sum()), d.N)
+            log.debug("fit iter %d (%s) sigma %.3f energy %.5g accepted %d/%d", it, mode, sigma,
+                      float(e0.mean()), int(accept.sum()), d.N)
+        self._jacobians = None
         return self._result(s, d)
 
     def _result(self, s: prob.State, d: prob.Data) -> FitResult:
-        uv = self._project(s, d)[-1].reshape(d.N, d.T, d.L, 2)
-        err = torch.linalg.norm(uv - d.obs.reshape(d.N, d.T, d.L, 2), dim=-1)
-        seen = d.seen.reshape(d.N, d.T, d.L)
+        uv = self._forward(s, d)[-1].reshape(d.N, d.T, -1, 2)
+        err = torch.linalg.norm(uv - d.obs.reshape(uv.shape), dim=-1)
+        seen = d.seen.reshape(err.shape)
         n = seen.sum(-1)
         rep = torch.where(n > 0, (err * seen).sum(-1) / n.clamp(min=1), torch.nan)
         nme = rep / d.iod

@@ -36,11 +36,13 @@ def _smooth_curves(rng: np.random.Generator, n: int, t: int, k: int, knots: int 
 
 def make_clips(model: FaceModel, n_clips: int, n_frames: int, image_size: tuple[int, int] = (256, 256),
                noise_px: float = 0.5, active_channels: int = 6, max_angle_deg: float = 25.0,
-               identity_sigma: float = 0.8, fov_deg: float = 30.0, seed: int = 0,
+               identity_sigma: float = 0.8, fov_deg: float | tuple[float, float] = (27.0, 34.0), seed: int = 0,
                channels: list[str] | None = None) -> SyntheticClips:
     """Random identity, a few smoothly varying expression channels (drawn from `channels` when
     given), smooth head motion, a camera in front of the face; landmarks projected through the
-    model and perturbed by Gaussian noise of noise_px pixels."""
+    model and perturbed by Gaussian noise of noise_px pixels. fov_deg: the horizontal field of view,
+    or a range each clip draws from (the default straddles the fitter's 30 degree initial guess, so
+    a fit never starts at the true focal length)."""
     rng = np.random.default_rng(seed)
     n, t, k = n_clips, n_frames, model.n_expression
     lo, hi = model.expression_range
@@ -59,13 +61,15 @@ def make_clips(model: FaceModel, n_clips: int, n_frames: int, image_size: tuple[
     depth = rng.uniform(0.45, 0.7, size=(n, 1, 1))
     drift = 0.02 * (2 * _smooth_curves(rng, n, t, 3) - 1)
     translation = np.concatenate([drift[..., :2], depth + drift[..., 2:]], -1)
-    focal = np.full(n, np.exp(log_focal_init(image_size[0], fov_deg)))
+    # Drawn last so the other parameters of a seed do not depend on the camera.
+    fov = rng.uniform(*fov_deg, size=n) if isinstance(fov_deg, tuple) else np.full(n, float(fov_deg))
+    focal = np.exp([log_focal_init(image_size[0], v) for v in fov])
     with torch.no_grad():
         flat = lambda a: torch.as_tensor(a, dtype=torch.float32).reshape(n * t, -1)  # noqa: E731
         verts = model.vertices(flat(identity.repeat(t, 0).reshape(n, t, -1)), flat(expression),
                                flat(rotation), flat(translation))
         pts = model.landmarks(verts)
-        principal = torch.tensor([image_size[0] / 2, image_size[1] / 2]).expand(n * t, 2)
+        principal = torch.tensor([image_size[0] / 2, image_size[1] / 2])
         uv = geometry.project(pts, torch.as_tensor(focal, dtype=torch.float32).repeat_interleave(t), principal)
     clean = uv.numpy().reshape(n, t, 68, 2)
     noisy = clean + rng.normal(0, noise_px, size=clean.shape) if noise_px > 0 else clean.copy()

@@ -1,0 +1,224 @@
+"""README headline tables, generated from benchmarks/results/*.json.
+
+README.md holds each table between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; this script
+rewrites what lies between them from the results file, so a number in the README is always the one
+in the results. `--check` rewrites nothing and exits 1 when any block differs (tests/test_readme_numbers.py
+runs the same check).
+
+    .venv/bin/python benchmarks/readme_tables.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _spread(d: dict, fmt: str) -> str:
+    """A {median, min, max} dict as 'median [min–max]'."""
+    return f"{d['median']:{fmt}} [{d['min']:{fmt}}–{d['max']:{fmt}}]"
+
+
+def render() -> str:
+    r = _load("render")
+    rows = [[row["model"], row["batch"], f"{row['render_fps_per_core']:.0f}", f"{row['raster_fps_per_core']:.0f}"]
+            for row in r["rows"]]
+    return (f"Renderer at {r['rows'][0]['size']}², {r['torch_threads']} CPU thread (frames per CPU-second):\n\n"
+            + _table(["model", "batch", "shaded", "rasterized only"], rows))
+
+
+def procedural() -> str:
+    p = _load("procedural")
+    rows = [[x["size"], f"{x['baseline']['frames_per_cpu_s']:.0f}", f"{x['batched']['frames_per_cpu_s']:.0f}",
+             f"{x['speedup_cpu']:.2f}×"] for x in p["results"]]
+    return (f"Procedural clips ({p['face_model']} model, {p['clip_seconds']:.0f} s at {p['fps']} fps, "
+            f"{p['torch_threads']} thread), frames per CPU-second:\n\n"
+            + _table(["size", "per-frame rendering", "batched", "speed-up"], rows))
+
+
+def fit_vs_scipy() -> str:
+    r = _load("fit_vs_scipy")
+    s = r["summary"]
+    rows = [["batched torch (ours)", _spread(s["ours"]["cpu_s_per_frame"], ".5f"),
+             _spread(s["ours"]["error_px_vs_truth"], ".2f")],
+            [f"scipy `least_squares`, converged ({s['scipy_converged']['nfev_median']:.0f} evaluations, median)",
+             _spread(s["scipy_converged"]["cpu_s_per_frame"], ".3f"),
+             _spread(s["scipy_converged"]["error_px_vs_truth"], ".2f")],
+            [f"scipy `least_squares`, {r['our_steps']} evaluations (our budget)",
+             _spread(s["scipy_same_budget"]["cpu_s_per_frame"], ".3f"),
+             _spread(s["scipy_same_budget"]["error_px_vs_truth"], ".2f")]]
+    return (_table(["method", "CPU s / frame", "error vs truth (px)"], rows)
+            + f"\n\nOurs is **{_spread(s['ratio_vs_scipy_converged'], '.0f')}×** cheaper per frame than converged "
+            f"scipy and {_spread(s['ratio_vs_scipy_same_budget'], '.0f')}× at the same budget "
+            f"({r['model']}, 1 thread, median [min–max] of {r['reps']} repetitions).")
+
+
+def fit_accuracy() -> str:
+    r = _load("fit_accuracy")
+    names = {"ict": "ICT-FaceKit", "builtin": "built-in"}
+    focal = all("focal_rel_error" in x for x in r["synthetic"])
+    rows = [[names.get(x["model"], x["model"]), x["noise_px"], f"{x['nme']:.4f}", f"{x['rotation_error_deg']:.2f}",
+             f"{x['vertex_error_mm']:.2f}", f"{x['expression_vertex_error_mm']:.2f}"]
+            + ([f"{100 * x['focal_rel_error']:.1f}%"] if focal else []) for x in r["synthetic"]]
+    text = _table(["model", "noise (px)", "landmark NME", "rotation error (°)", "vertex error (mm)",
+                   "expression-only vertex error (mm)"] + (["focal error"] if focal else []), rows)
+    if r.get("real"):
+        text += "\n\nReal footage, dlib landmarks, built-in model: " + "; ".join(
+            f"`{x['video']}` NME {x['nme_mean']:.3f} ({x['face_found']}/{x['frames']} frames with a face)"
+            for x in r["real"]) + "."
+    return text
+
+
+def tokenizer() -> str:
+    r = _load("tokenizer")
+    q, s, setup = r["quality"], r["speed"], r["setup"]
+    rows = [[setup["face_model"], setup["clips"], setup["epochs"], f"{q['vertex_error_mm']:.2f}",
+             f"{q['vertex_error_mm_expression_only']:.2f}", f"{q['vertex_error_mm_mean_pose']:.1f}",
+             f"{100 * q['usage']:.0f}%", f"{q['perplexity']:.0f}", f"{s['encode_batched_frames_per_s']:,}"]]
+    return _table(["face", "clips", "epochs", "held-out vertex error (mm)", "expression only (mm)",
+                   "mean-pose answer (mm)", "codebook usage", "perplexity", "encode frames/s"], rows)
+
+
+def lm_train() -> str:
+    r = _load("lm_train_bench")
+    rows = []
+    for case in r["cpu"]:
+        if "tokens_per_s_spread" in case:
+            cell = _spread(case["tokens_per_s_spread"], ",.0f")
+        else:
+            rounds = case.get("rounds_tokens_per_s", [case["tokens_per_s"]])
+            cell = f"{case['tokens_per_s']:,.0f} [{min(rounds):,.0f}–{max(rounds):,.0f}]"
+        rows.append([case["case"], cell, len(case.get("rounds_tokens_per_s", [1]))])
+    text = _table(["strategy", "tokens/s, median [min–max]", "rounds"], rows)
+    ratio = r.get("ratio_deepspeed_zero2_vs_ddp_spread")
+    if ratio:
+        text += f"\n\nZeRO-2 / DDP: {_spread(ratio, '.2f')} ({r['settings']})."
+    else:
+        text += f"\n\nZeRO-2 / DDP: {r['ratio_deepspeed_zero2_vs_ddp']:.2f} ({r['settings']})."
+    return text
+
+
+def pipeline_scaling() -> str:
+    r = _load("pipeline_scaling")
+    one, two = r["one_worker"], r["two_workers"]
+
+    def cell(x: dict) -> str:
+        return _spread(x["clips_per_s_spread"], ".2f") if "clips_per_s_spread" in x else f"{x['clips_per_s']:.2f}"
+
+    rows = [[x["workers"], x["clips"], cell(x)] for x in (one, two)]
+    speed = _spread(r["speedup_spread"], ".2f") if "speedup_spread" in r else f"{r['speedup']:.2f}"
+    what = r.get("what", "the whole data engine: landmarks, fit and corpus ran alongside synthesis")
+    return (_table(["synthesis workers", "clips", "clips/s"], rows)
+            + f"\n\nSpeed-up 1 → 2 workers: **{speed}×** on {r['cpus']} CPUs ({what}).")
+
+
+def main_job_time() -> str:
+    r = _load("main_job_time")
+    total = r["seconds"]
+    rows = [[k, f"{v:.1f}"] for k, v in r["stages"].items()] + [["**total**", f"**{total:.0f}**"]]
+    return (f"`tdmm run --preset tiny`: {int(total // 60)} min {total % 60:.0f} s (budget {r['budget_seconds'] // 60} min)."
+            "\n\n" + _table(["stage", "seconds"], rows))
+
+
+SERVE_COLUMNS = [("clients", "clients", "{}"), ("throughput_rps", "throughput (req/s)", "{:.2f}"),
+                 ("p50_ms", "p50 ms", "{:,.0f}"), ("p95_ms", "p95 ms", "{:,.0f}"), ("p99_ms", "p99 ms", "{:,.0f}"),
+                 ("cpu_ms_per_request_serving", "serving CPU ms / request", "{:,.0f}")]
+
+
+def _serve_value(value, fmt: str) -> str | None:
+    """A number as written, or a {median, min, max} spread as 'median [min–max]'."""
+    if isinstance(value, dict) and "median" in value:
+        return f"{fmt.format(value['median'])} [{fmt.format(value['min'])}–{fmt.format(value['max'])}]"
+    return None if value is None else fmt.format(value)
+
+
+def serve_load() -> str:
+    """Tolerant of the results format: rows per mode under 'summary' (repetitions: median and
+    spread) or under 'levels' (one run); columns shown where present; the goals and single-client
+    figures listed after the table."""
+    r = _load("serve_load")
+    source = r.get("summary") or r.get("levels") or {}
+    levels = {mode: rows for mode, rows in source.items() if isinstance(rows, list)}
+    cols = [c for c in SERVE_COLUMNS if any(row.get(c[0]) is not None for rows in levels.values() for row in rows)]
+    rows = [[mode] + [_serve_value(row.get(key), fmt) or "" for key, _, fmt in cols]
+            for mode, mode_rows in levels.items() for row in mode_rows]
+    text = _table(["mode"] + [label for _, label, _ in cols], rows)
+    scalars = {**source.get("single_client", {}), **source.get("goals", {})} if "summary" in r else \
+        {k: v for k, v in r.items() if k != "clip_seconds"}
+    notes = [f"{k.replace('_', ' ')}: {_serve_value(v, '{:,.2f}')}" for k, v in scalars.items()
+             if isinstance(v, dict) and "median" in v or isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if notes:
+        text += "\n\n" + "; ".join(notes) + "."
+    if "repetitions" in r:
+        text += f" Median [min–max] of {len(r['repetitions'])} repetitions."
+    return text
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "render": render, "procedural": procedural, "fit_vs_scipy": fit_vs_scipy, "fit_accuracy": fit_accuracy,
+    "tokenizer": tokenizer, "lm_train": lm_train, "pipeline_scaling": pipeline_scaling,
+    "main_job_time": main_job_time, "serve_load": serve_load,
+}
+
+
+def regenerate(text: str) -> tuple[str, list[str]]:
+    """README text with every known block regenerated; and the names of blocks that changed."""
+    changed = []
+
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            raise ValueError(f"README block {name!r} has no generator; known: {', '.join(TABLES)}")
+        body = TABLES[name]().rstrip("\n") + "\n"
+        if body != m.group("body"):
+            changed.append(name)
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(sub, text), changed
+
+
+def blocks_in(text: str) -> list[str]:
+    return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if README differs from the results")
+    args = ap.parse_args()
+    text = README.read_text()
+    new, changed = regenerate(text)
+    missing = sorted(set(TABLES) - set(blocks_in(text)))
+    if missing:
+        print(f"README has no block for: {', '.join(missing)}", file=sys.stderr)
+    if args.check:
+        if changed or missing:
+            print(f"README out of date: {', '.join(changed) or '-'}; run benchmarks/readme_tables.py", file=sys.stderr)
+            return 1
+        print("README tables match benchmarks/results")
+        return 0
+    README.write_text(new)
+    print(f"rewrote {len(changed)} block(s): {', '.join(changed) or 'none'}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
