@@ -84,6 +84,8 @@ class SynthConfig(Section):
     height: int = Field(256, ge=32, le=4096)
     clips_per_prompt: int = Field(1, ge=1)
     shard_size: int = Field(8, ge=1, description="clips per shard (the unit of resume)")
+    render: bool = Field(True, description="False: plan-only procedural clips (ground-truth parameters and "
+                         "projected landmarks, no frames, no MP4; ~10x cheaper); needs landmarks.detector=projected")
     pool: "StagePoolConfig" = Field(default_factory=lambda: StagePoolConfig())
 
     @model_validator(mode="after")
@@ -275,6 +277,13 @@ class TdmmConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _plan_only_needs_projected(self) -> "TdmmConfig":
+        if not self.synth.render and self.landmarks.detector != "projected":
+            raise ValueError(f"synth.render=false makes clips without video; landmarks.detector={self.landmarks.detector!r} "
+                             "needs video: set synth.render=true or landmarks.detector=projected")
+        return self
 
     def digest(self, *sections: str) -> str:
         """Stable hash of the whole config, or of the named sections (what a stage depends on)."""
