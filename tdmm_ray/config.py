@@ -203,8 +203,25 @@ class TokenizerConfig(Section):
     commitment: float = Field(0.25, ge=0)
     num_workers: int = Field(1, ge=1)
     loss_vertices: int = Field(512, ge=1, description="vertices (most expression-driven) in the geometry loss")
+    head_codes: int = Field(8, ge=0, description="head-rotation codes of a two-stream tokenizer; codebook_size "
+                            "(the LM's motion vocabulary) = expression codes x head_codes; 0: one stream")
+    vertex_loss: Literal["face_local", "posed"] = Field(
+        "face_local", description="geometry loss on the expression-only mesh (+ a rotation term) or the posed mesh")
+    rotation_loss_weight: float = Field(1.0, ge=0, description="face_local: weight of the head-rotation term")
+    dead_channel_std: float = Field(0.005, ge=0, description="expression channels with a smaller std in the "
+                                    "training corpus weigh 0 (decoded as their mean)")
+    ignore_undriven: bool = Field(True, description="channels the generator's ground truth never drives weigh 0")
     pool: StagePoolConfig = Field(default_factory=lambda: StagePoolConfig(batch_size=1),
                                   description="`tdmm tokenize` actor pool; batch_size = input shards per call")
+
+
+    @model_validator(mode="after")
+    def _product_code(self) -> "TokenizerConfig":
+        if self.head_codes and (self.head_codes < 2 or self.codebook_size % self.head_codes
+                                or self.codebook_size // self.head_codes < 2):
+            raise ValueError(f"tokenizer.codebook_size ({self.codebook_size}) must be tokenizer.head_codes "
+                             f"({self.head_codes}, >= 2) x an expression codebook of at least 2 codes (or head_codes=0)")
+        return self
 
 
 class LMConfig(Section):
