@@ -29,6 +29,7 @@ from tdmm_ray.face import geometry
 from tdmm_ray.face.model import FaceModel
 from tdmm_ray.fit import problem as prob
 from tdmm_ray.fit.landmark_basis import landmark_function
+from tdmm_ray.fit.priors import expression_prior_vector
 from tdmm_ray.fit.qc import qc_verdicts
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class BatchedFitter:
         lo, hi = model.expression_range
         self.bounds = (float(lo), float(hi))
         self.k_id, self.k_exp = model.n_identity, model.n_expression
+        # [K] per channel: stronger where no landmark sees the channel or the generator never drives it
+        self.expression_prior = torch.as_tensor(expression_prior_vector(model, self.config, self.lmf, self.device),
+                                                device=self.device)
 
     # ---- forward model ---------------------------------------------------------------------
     def _project(self, s: prob.State, d: prob.Data):
@@ -129,7 +133,7 @@ class BatchedFitter:
         rho, _ = robust_weights((r * r).sum(-1), sigma, self.config.robust)
         data = (d.weight.reshape(-1, 68) * rho).reshape(d.N, -1).sum(1)
         c = self.config
-        prior = (c.expression_prior * (s.expression**2).sum((1, 2)) + c.identity_prior * (s.identity**2).sum(1)
+        prior = ((self.expression_prior.to(s.expression.dtype) * s.expression**2).sum((1, 2)) + c.identity_prior * (s.identity**2).sum(1)
                  + c.focal_prior * (s.log_focal - d.log_focal0) ** 2)
         smooth = sum(((p[:, 1:] - p[:, :-1]) ** 2 * d.pair[..., None] * w).sum((1, 2))
                      for p, w in self._smooth_terms(s))
@@ -173,8 +177,8 @@ class BatchedFitter:
     def _add_priors(self, s, d, h_pp, g_p, h_ss, g_s) -> None:
         c, K, B = self.config, self.k_exp, d.N * d.T
         idx = torch.arange(K, device=self.device)
-        h_pp[:, idx, idx] += c.expression_prior
-        g_p[:, :K] += c.expression_prior * s.expression.reshape(B, K).to(SOLVE_DTYPE)
+        h_pp[:, idx, idx] += self.expression_prior.to(SOLVE_DTYPE)
+        g_p[:, :K] += self.expression_prior.to(SOLVE_DTYPE) * s.expression.reshape(B, K).to(SOLVE_DTYPE)
         ids = torch.arange(self.k_id, device=self.device)
         h_ss[:, ids, ids] += c.identity_prior
         g_s[:, : self.k_id] += c.identity_prior * s.identity.to(SOLVE_DTYPE)
