@@ -33,8 +33,8 @@ class VertexGeometry(nn.Module):
 
     def __init__(self, template: np.ndarray | torch.Tensor, expression_basis: np.ndarray | torch.Tensor):
         super().__init__()
-        template = torch.tensor(np.array(template), dtype=torch.float32)
-        basis = torch.tensor(np.array(expression_basis), dtype=torch.float32)
+        template = torch.as_tensor(template, dtype=torch.float32).clone()
+        basis = torch.as_tensor(expression_basis, dtype=torch.float32).clone()
         if template.ndim != 2 or basis.ndim != 3 or basis.shape[1:] != template.shape:
             raise ValueError(f"template [V,3] and basis [K,V,3] do not match: {tuple(template.shape)}, {tuple(basis.shape)}")
         self.register_buffer("template", template)
