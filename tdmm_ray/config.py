@@ -188,9 +188,9 @@ class FitConfig(Section):
     max_abs_identity: float = Field(5.0, gt=0, description="QC: largest plausible |identity| (sigmas)")
     max_rotation_deg: float = Field(80.0, gt=0, description="QC: largest plausible head rotation")
     unobserved_prior: float = Field(1.0, ge=0, description="extra expression prior on channels no landmark "
-                                    "moves (< observed_iod); see tdmm_ray/fit/priors.py")
-    observed_iod: float = Field(0.01, ge=0, description="landmark displacement (inter-ocular distances, per unit "
-                                "weight) below which a channel counts as unobserved")
+                                    "moves (< fit.observed_iod); see tdmm_ray/fit/priors.py")
+    observed_iod: float = Field(0.005, ge=0, description="landmark displacement (outer-eye-corner distances, per "
+                                "unit weight) below which a channel counts as unobserved")
     undriven_prior: float = Field(1.0, ge=0, description="extra expression prior on ARKit channels the procedural "
                                   "generator never drives (0: fit them freely)")
     pool: StagePoolConfig = Field(default_factory=StagePoolConfig)

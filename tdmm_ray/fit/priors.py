@@ -34,7 +34,7 @@ from tdmm_ray.face.model import FaceModel
 from tdmm_ray.face.arkit import ARKIT_NAMES
 from tdmm_ray.synth.motion_script import MotionScript, build_motion_script
 
-EYES = (slice(36, 42), slice(42, 48))  # iBUG 68: right and left eye contours
+IBUG_EYE_OUTER = (36, 45)  # the fitter's inter-ocular distance: outer eye corners (fit/problem.py)
 PROBE_WEIGHT = 0.5  # the landmark displacement is measured at half weight (inside every model's range)
 DRIVEN_EPS = 1e-3
 
@@ -42,8 +42,10 @@ DRIVEN_EPS = 1e-3
 @torch.no_grad()
 def landmark_displacement_iod(model: FaceModel, lmf, device: torch.device | str = "cpu") -> np.ndarray:
     """[K] largest image-plane (x, y) displacement of any landmark per unit channel weight, at the
-    mean identity, frontal, in inter-ocular distances. `lmf` is the fitter's landmark function
-    (tdmm_ray.fit.landmark_basis), so the point set is the one the fit uses."""
+    mean identity, frontal, in inter-ocular distances (outer eye corners, as the fitter's NME). `lmf`
+    is the fitter's landmark function (tdmm_ray.fit.landmark_basis), so the point set is the one the
+    fit uses; a point set that carries an embedding (eye corners, per-point weights) is honoured,
+    and its points of weight 0 (off the mesh) do not count."""
     k = model.n_expression
     lo, hi = model.expression_range
     step = float(np.clip(PROBE_WEIGHT, lo, hi)) or PROBE_WEIGHT
@@ -51,12 +53,14 @@ def landmark_displacement_iod(model: FaceModel, lmf, device: torch.device | str 
     expression[1:] = torch.eye(k, device=device) * step
     identity = torch.zeros(k + 1, model.n_identity, device=device)
     points = lmf.points(identity, expression).float().cpu()  # [K+1,P,3]
+    embedding = getattr(lmf, "embedding", None)
+    right, left = getattr(embedding, "eye_outer", IBUG_EYE_OUTER)
+    usable = torch.ones(points.shape[1], dtype=torch.bool)
+    if getattr(embedding, "weight", None) is not None:
+        usable = embedding.weight.detach().cpu() > 0
     rest = points[0]
-    if rest.shape[0] >= 48:
-        iod = float((rest[EYES[0]].mean(0) - rest[EYES[1]].mean(0))[:2].norm())
-    else:  # another point set: its image-plane extent stands in (about 2x the IOD on a face)
-        iod = float((rest[:, :2].max(0).values - rest[:, :2].min(0).values).norm()) / 2
-    moved = (points[1:, :, :2] - rest[None, :, :2]).norm(dim=-1).max(-1).values / abs(step)
+    iod = float((rest[right] - rest[left])[:2].norm())
+    moved = (points[1:, usable, :2] - rest[None, usable, :2]).norm(dim=-1).max(-1).values / abs(step)
     return (moved / iod).numpy()
 
 
