@@ -92,7 +92,8 @@ def evaluate_tokenizer(tokenizer: MotionTokenizer, clips: list[MotionClip], face
         "rotation_error_deg": float(np.concatenate(rotation_err).mean()),
         "dead_channels": tokenizer.stats.dead_channels,
         "feature_rmse_std_units": float(np.sqrt(np.concatenate(feature_err).mean())),
-        "codebook_size": tokenizer.codebook_size, "downsample": tokenizer.downsample, "face_model": tokenizer.face_model,
+        "codebook_size": tokenizer.codebook_size, "head_codes": tokenizer.head_codes,
+        "downsample": tokenizer.downsample, "face_model": tokenizer.face_model,
     }
     report.update(code_statistics(tokens, tokenizer.codebook_size))
     if tokenizer.head_codes:  # each stream's own codebook, from the product code
