@@ -84,6 +84,8 @@ class SynthConfig(Section):
     height: int = Field(256, ge=32, le=4096)
     clips_per_prompt: int = Field(1, ge=1)
     shard_size: int = Field(8, ge=1, description="clips per shard (the unit of resume)")
+    render: bool = Field(True, description="False: plan-only procedural clips (ground-truth parameters and "
+                         "projected landmarks, no frames, no MP4; ~10x cheaper); needs landmarks.detector=projected")
     pool: "StagePoolConfig" = Field(default_factory=lambda: StagePoolConfig())
 
     @model_validator(mode="after")
@@ -187,6 +189,12 @@ class FitConfig(Section):
     fov_init_deg: float = Field(30.0, gt=1, lt=170, description="initial horizontal field of view")
     max_abs_identity: float = Field(5.0, gt=0, description="QC: largest plausible |identity| (sigmas)")
     max_rotation_deg: float = Field(80.0, gt=0, description="QC: largest plausible head rotation")
+    unobserved_prior: float = Field(1.0, ge=0, description="extra expression prior on channels no landmark "
+                                    "moves (< fit.observed_iod); see tdmm_ray/fit/priors.py")
+    observed_iod: float = Field(0.005, ge=0, description="landmark displacement (outer-eye-corner distances, per "
+                                "unit weight) below which a channel counts as unobserved")
+    undriven_prior: float = Field(1.0, ge=0, description="extra expression prior on ARKit channels the procedural "
+                                  "generator never drives (0: fit them freely)")
     pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
 
 
@@ -203,8 +211,25 @@ class TokenizerConfig(Section):
     commitment: float = Field(0.25, ge=0)
     num_workers: int = Field(1, ge=1)
     loss_vertices: int = Field(512, ge=1, description="vertices (most expression-driven) in the geometry loss")
+    head_codes: int = Field(8, ge=0, description="head-rotation codes of a two-stream tokenizer; codebook_size "
+                            "(the LM's motion vocabulary) = expression codes x head_codes; 0: one stream")
+    vertex_loss: Literal["face_local", "posed"] = Field(
+        "face_local", description="geometry loss on the expression-only mesh (+ a rotation term) or the posed mesh")
+    rotation_loss_weight: float = Field(1.0, ge=0, description="face_local: weight of the head-rotation term")
+    dead_channel_std: float = Field(0.005, ge=0, description="expression channels with a smaller std in the "
+                                    "training corpus weigh 0 (decoded as their mean)")
+    ignore_undriven: bool = Field(True, description="channels the generator's ground truth never drives weigh 0")
     pool: StagePoolConfig = Field(default_factory=lambda: StagePoolConfig(batch_size=1),
                                   description="`tdmm tokenize` actor pool; batch_size = input shards per call")
+
+
+    @model_validator(mode="after")
+    def _product_code(self) -> "TokenizerConfig":
+        if self.head_codes and (self.head_codes < 2 or self.codebook_size % self.head_codes
+                                or self.codebook_size // self.head_codes < 2):
+            raise ValueError(f"tokenizer.codebook_size ({self.codebook_size}) must be tokenizer.head_codes "
+                             f"({self.head_codes}, >= 2) x an expression codebook of at least 2 codes (or head_codes=0)")
+        return self
 
 
 class LMConfig(Section):
@@ -282,6 +307,13 @@ class TdmmConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _plan_only_needs_projected(self) -> "TdmmConfig":
+        if not self.synth.render and self.landmarks.detector != "projected":
+            raise ValueError(f"synth.render=false makes clips without video; landmarks.detector={self.landmarks.detector!r} "
+                             "needs video: set synth.render=true or landmarks.detector=projected")
+        return self
 
     def digest(self, *sections: str) -> str:
         """Stable hash of the whole config, or of the named sections (what a stage depends on)."""

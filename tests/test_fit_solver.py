@@ -160,3 +160,40 @@ def test_articulated_model_uses_autograd_jacobians(ict_path):
     k = jaw.expression_index("jawOpen")
     assert np.abs(fit.expression[0, :, k] - clips.expression[0, :, k]).mean() < 0.15
     assert np.mean(fit.reprojection_px) < 0.8
+
+
+def test_channel_priors_follow_landmarks_and_generator(model):
+    """The prior vector: the base prior on channels the landmarks see and the generator drives; more
+    on channels it never drives (ICT: eyeLookIn/Out, cheekPuff) and on channels no landmark moves."""
+    from tdmm_ray.fit.landmark_basis import landmark_function
+    from tdmm_ray.fit.priors import expression_prior_vector, landmark_displacement_iod
+
+    cfg = FitConfig()
+    lmf = landmark_function(model, "cpu")
+    prior = dict(zip(model.expression_names, expression_prior_vector(model, cfg, lmf)))
+    for name in ("jawOpen", "mouthSmile_L", "browDown_R", "noseSneer_L", "eyeBlink_L"):
+        assert prior[name] == pytest.approx(cfg.expression_prior), name
+    for name in ("eyeLookIn_L", "eyeLookOut_R", "cheekPuff_L", "mouthRollUpper"):
+        assert prior[name] == pytest.approx(cfg.expression_prior + cfg.undriven_prior), name
+    moved = dict(zip(model.expression_names, landmark_displacement_iod(model, lmf)))
+    assert moved["jawOpen"] > 0.3 and moved["mouthSmile_L"] > 0.1  # a wide-open jaw moves the chin ~half an IOD
+    strict = expression_prior_vector(model, cfg.model_copy(update={"observed_iod": 0.05, "undriven_prior": 0.0}), lmf)
+    faint = np.array([moved[n] < 0.05 for n in model.expression_names])
+    np.testing.assert_allclose(strict[faint], cfg.expression_prior + cfg.unobserved_prior)
+    np.testing.assert_allclose(strict[~faint], cfg.expression_prior)
+
+
+def test_channel_priors_keep_noise_out_of_undriven_channels(model, clips):
+    """Landmark noise leaks into channels nothing drives; the priors keep it out, at no cost in fit."""
+    from tdmm_ray.fit.priors import channel_correlation, generator_driven
+
+    undriven = ~generator_driven(model.expression_names)
+    free = fit_landmarks(model, clips.landmarks, clips.image_size,
+                         config=FitConfig(unobserved_prior=0.0, undriven_prior=0.0))
+    held = fit_landmarks(model, clips.landmarks, clips.image_size)
+    leak_free, leak_held = (np.abs(f.expression[..., undriven]).mean() for f in (free, held))
+    assert leak_held < 0.2 * leak_free, (leak_free, leak_held)
+    assert np.mean(held.reprojection_px) < np.mean(free.reprojection_px) + 0.05
+    corr = channel_correlation(list(clips.expression), list(held.expression))
+    visible = [model.expression_names.index(n) for n in VISIBLE]
+    assert np.nanmean(corr[visible]) > 0.8

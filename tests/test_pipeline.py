@@ -134,3 +134,40 @@ def test_bad_videos_become_error_rows(tmp_path):
     assert not any(v["qc_pass"] for v in verdicts.values())
     assert verdicts["noface"]["qc_reason"] == "no face"
     assert verdicts["corrupt"]["qc_reason"].startswith("upstream error")
+
+
+def test_plan_only_clips_carry_the_rendered_clips_ground_truth(tmp_path):
+    """synth.render=false: the same ground truth and projected landmarks as a rendered clip, no MP4."""
+    from tdmm_ray.synth.procedural import synthesize_row
+
+    row = {"prompt_id": "p0", "emotion": "happy", "intensity": "intense", "head_motion": "turn_left",
+           "actions": ["blink"], "dynamics": "gradual", "n_frames": 10}
+    store = Storage(str(tmp_path / "run"))
+    rendered = synthesize_row(row, _cfg(store.root), store, seed=3)
+    planned = synthesize_row(row, _cfg(store.root, "synth.render=false"), store, seed=3)
+    assert rendered["status"] == planned["status"] == "ok"
+    assert rendered["video_uri"] and planned["video_uri"] is None
+    assert store.list("clips", suffix=".mp4") == [f"{rendered['clip_id']}.mp4"]  # the planned clip wrote none
+    for key in ("gt_expression", "gt_rotation", "gt_translation", "gt_identity"):
+        np.testing.assert_array_equal(np.asarray(planned[key]), np.asarray(rendered[key]))
+    np.testing.assert_allclose(np.asarray(planned["gt_landmarks"]), np.asarray(rendered["gt_landmarks"]), atol=1e-3)
+
+
+def test_plan_only_needs_projected_landmarks():
+    from tdmm_ray.config import ConfigError
+
+    with pytest.raises(ConfigError, match="synth.render=false makes clips without video"):
+        load_config("tiny", overrides=["synth.render=false", "landmarks.detector=dlib"])
+
+
+@pytest.mark.slow
+def test_generate_plan_only(ray_local, tmp_path):
+    """The whole data engine without video: landmarks and fit take the projected ground truth."""
+    cfg = _cfg(str(tmp_path / "run"), "synth.render=false", "prompts.n_prompts=4")
+    card = run_generate(cfg, show_progress=False)
+    corpus = _check_corpus(cfg)
+    assert card["clips_in_corpus"] == len(corpus) >= 3
+    store = Storage(cfg.storage)
+    assert not store.list("clips", suffix=".mp4")
+    synth = read_stage(store, "synthesize", stage_digest(cfg, "synthesize")).to_pylist()
+    assert all(r["video_uri"] is None and r["gt_landmarks"] for r in synth)

@@ -3,6 +3,7 @@ tokenize Ray Data stage, and errors at the edge. Tiny sizes; one trained run is 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -81,9 +82,10 @@ def tiny_config(storage: str, **extra):
     return load_config("tiny", overrides=[f"{k}={v}" for k, v in {**TINY, **extra, "storage": storage}.items()])
 
 
-def small_tokenizer(downsample: int = 1, dim: int = N_EXPRESSION + 3) -> MotionTokenizer:
+def small_tokenizer(downsample: int = 1, dim: int = N_EXPRESSION + 3, head_codes: int = 0) -> MotionTokenizer:
     torch.manual_seed(0)
-    model = MotionVQVAE(VQVAEConfig(input_dim=dim, hidden=16, code_dim=8, codebook_size=16, downsample=downsample))
+    model = MotionVQVAE(VQVAEConfig(input_dim=dim, hidden=16, code_dim=8, codebook_size=16, downsample=downsample,
+                                    head_codes=head_codes))
     rng = np.random.default_rng(1)
     stats = MotionStats.fit([features_from(*smooth_motion(rng, 30)) for _ in range(4)])
     model.train()
@@ -177,10 +179,12 @@ def test_tokenize_stage_writes_tokens(trained_run):
 
 
 # ---- model pieces --------------------------------------------------------------------------
+@pytest.mark.parametrize("head_codes", [0, 2])
 @pytest.mark.parametrize("downsample", [1, 2, 4])
 @pytest.mark.parametrize("n_frames", [1, 7, 16, 33])
-def test_downsampling_shapes(downsample, n_frames):
-    model = MotionVQVAE(VQVAEConfig(input_dim=5, hidden=8, code_dim=4, codebook_size=8, downsample=downsample)).eval()
+def test_downsampling_shapes(downsample, n_frames, head_codes):
+    model = MotionVQVAE(VQVAEConfig(input_dim=5, hidden=8, code_dim=4, codebook_size=8, downsample=downsample,
+                                    head_codes=head_codes)).eval()
     x = torch.randn(2, n_frames, 5)
     tokens = model.encode(x)
     assert tokens.shape == (2, math.ceil(n_frames / downsample))
@@ -250,6 +254,45 @@ def test_features_and_stats_round_trip():
     assert np.array_equal(features_from(e, r), seqs[0])
 
 
+def test_two_streams_share_nothing_but_the_token():
+    """Product code: the expression half of a token, and the expression it decodes to, do not
+    depend on the head rotation at all; the vocabulary is expression codes x head codes."""
+    torch.manual_seed(0)
+    model = MotionVQVAE(VQVAEConfig(input_dim=N_EXPRESSION + 3, hidden=16, code_dim=8, codebook_size=48,
+                                    head_codes=4)).train()
+    x = torch.randn(4, 30, N_EXPRESSION + 3)
+    model(x)  # seed the codebooks from data
+    model.eval()
+    turned = x.clone()
+    turned[..., N_EXPRESSION:] += 0.5  # the same expression under another head pose
+    a, b = model.encode(x), model.encode(turned)
+    assert int(a.max()) < 48 and model.cfg.expression_codes == 12
+    assert torch.equal(a // 4, b // 4) and not torch.equal(a % 4, b % 4)
+    assert torch.equal(model.decode(a)[..., :N_EXPRESSION], model.decode((a // 4) * 4 + b % 4)[..., :N_EXPRESSION])
+    with pytest.raises(ValueError, match="codebook_size"):
+        VQVAEConfig(input_dim=11, codebook_size=50, head_codes=4)
+
+
+def test_dead_channels_weigh_nothing_and_decode_to_their_mean():
+    rng = np.random.default_rng(4)
+    seqs = [features_from(*smooth_motion(rng, 25)) for _ in range(3)]
+    for s_ in seqs:
+        s_[:, 1] = 0.2 + 1e-4 * rng.standard_normal(25)  # a channel that barely moves
+    undriven = np.zeros(N_EXPRESSION, bool)
+    undriven[5] = True  # a channel the generator never drives: noise from the fit
+    stats = MotionStats.fit(seqs, dead_std=0.005, undriven=undriven)
+    assert stats.dead_channels == [1, 5]
+    z = stats.normalize(seqs[0])
+    assert np.all(z[:, [1, 5]] == 0) and np.abs(z[:, [0, 2]]).max() > 0.1
+    back = stats.denormalize(z)
+    np.testing.assert_allclose(back[:, [1, 5]], np.broadcast_to(stats.mean[[1, 5]], (25, 2)), rtol=1e-6)
+    np.testing.assert_allclose(back[:, [0, 2, 8]], seqs[0][:, [0, 2, 8]], atol=1e-5)
+    assert MotionStats.from_json(stats.to_json()).dead_channels == [1, 5]
+    old = stats.to_dict()
+    del old["weights"]  # a stats.json written before feature weights existed: every channel live
+    assert MotionStats.from_dict(old).dead_channels == []
+
+
 def test_bad_input_is_a_clear_value_error():
     tok = small_tokenizer()
     good = features_from(*smooth_motion(np.random.default_rng(0), 12))
@@ -283,11 +326,30 @@ def _assert_same(a: MotionTokenizer, b: MotionTokenizer) -> None:
 
 
 def test_save_load_local(tmp_path):
-    tok = small_tokenizer(downsample=4)
+    tok = small_tokenizer(downsample=4, head_codes=4)
     tok.save(str(tmp_path / "tok"))
-    _assert_same(tok, MotionTokenizer.load(str(tmp_path / "tok")))
+    loaded = MotionTokenizer.load(str(tmp_path / "tok"))
+    _assert_same(tok, loaded)
+    assert loaded.head_codes == 4 and loaded.codebook_size == 16 and loaded.expression_codes == 4
+    assert Storage(str(tmp_path / "tok")).read_json("config.json")["vocabulary"] == {
+        "codebook_size": 16, "expression_codes": 4, "head_codes": 4}
     with pytest.raises(ValueError, match="no motion tokenizer"):
         MotionTokenizer.load(str(tmp_path / "missing"))
+
+
+def test_format_1_folder_still_loads(tmp_path):
+    """A one-stream tokenizer saved before the two-stream format loads and tokenizes unchanged."""
+    tok = small_tokenizer()
+    url = str(tmp_path / "tok")
+    tok.save(url)
+    meta = Storage(url).read_json("config.json")
+    meta["format"] = "tdmm-motion-tokenizer/1"
+    del meta["vocabulary"], meta["vqvae"]["head_codes"], meta["vqvae"]["head_dims"]
+    Storage(url).write_json("config.json", meta)
+    stats = Storage(url).read_json("stats.json")
+    del stats["weights"]
+    Storage(url).write_text("stats.json", json.dumps(stats))
+    _assert_same(tok, MotionTokenizer.load(url))
 
 
 def test_save_load_s3(s3_env):
@@ -299,3 +361,54 @@ def test_save_load_s3(s3_env):
     assert tok.save(url) == url
     assert Storage(url).exists("model.pt")
     _assert_same(tok, MotionTokenizer.load(url))
+
+
+# ---- expression survives head rotation -------------------------------------------------------
+def independent_motion(rng: np.random.Generator, n_frames: int, n_expression: int = N_EXPRESSION, fps: int = 25):
+    """Expression and head vary independently: each channel its own slow curve clipped to [0,1]
+    (often at rest, as blendshapes are), the head turning up to ~35 degrees of yaw."""
+    t = np.arange(n_frames)[:, None] / fps
+
+    def curves(k: int) -> np.ndarray:
+        return sum(rng.uniform(0.3, 1, k) * np.sin(2 * np.pi * rng.uniform(0.2, 1.0, k) * t + rng.uniform(0, 2 * np.pi, k))
+                   for _ in range(2))
+
+    yaw = np.radians(35) * np.tanh(curves(1))
+    return np.clip(0.6 * curves(n_expression), 0, 1).astype(np.float32), (yaw * HEAD_AXES).astype(np.float32)
+
+
+HEAD_AXES = np.array([[0.2, 1.0, 0.05]])  # mostly yaw, a little pitch and roll, as heads turn
+
+
+def smile_under_yaw(n_frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """The head turns to 30 degrees and holds; then channel 0 (the "smile") rises to 0.8 and holds."""
+    f = np.arange(n_frames)
+    expression = np.zeros((n_frames, N_EXPRESSION), np.float32)
+    expression[:, 0] = 0.8 * np.clip((f - 20) / 20, 0, 1)
+    return expression, (np.radians(30) * np.clip(f / 15, 0, 1)[:, None] * HEAD_AXES).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_two_stream_tokenizer_keeps_a_smile_under_a_30_degree_turn(ray_local, tmp_path):
+    """A pure expression change under a large head rotation: the two-stream, face-local tokenizer
+    keeps it; the single-stream, posed-loss tokenizer at the same vocabulary loses most of it."""
+    from tdmm_ray.tokenizer.data import MotionClip
+    from tdmm_ray.tokenizer.train import train_tokenizer
+
+    rng = np.random.default_rng(0)
+    clips = [MotionClip(f"c{i:02d}", *independent_motion(rng, int(rng.integers(50, 90))), "tiny",
+                        "test" if i % 8 == 7 else "train") for i in range(40)]
+    expression, rotation = smile_under_yaw()
+    apex = slice(45, None)
+    smile_error = {}
+    for name, extra in (("single", {"tokenizer.head_codes": 0, "tokenizer.vertex_loss": "posed",
+                                    "tokenizer.dead_channel_std": 0.0}), ("two_streams", {})):
+        cfg = tiny_config(str(tmp_path / name), **{"tokenizer.epochs": 15, **extra})
+        tok = train_tokenizer(cfg, face_model=tiny_face_model(), clips=clips).tokenizer
+        e, r = tok.decode(tok.encode(expression, rotation), length=len(expression))
+        smile_error[name] = float(np.abs(e[:, 0] - expression[:, 0]).mean())
+        if name == "two_streams":
+            assert tok.head_codes == 8 and tok.codebook_size == 64
+            assert abs(float(e[apex, 0].mean()) - 0.8) < 0.15, e[apex, 0]  # the smile is there, at its height
+            assert np.abs(np.degrees(r[apex, 1] - rotation[apex, 1])).mean() < 4.0  # and so is the turn
+    assert smile_error["two_streams"] < 0.5 * smile_error["single"], smile_error

@@ -186,7 +186,8 @@ def write_report(cfg: TdmmConfig, results: dict, figures: list[tuple[str, str]])
     t = results["tokenizer"]
     if t:
         doc.heading("Motion tokenizer (held-out clips)")
-        keys = [k for k in ("vertex_error_mm", "vertex_error_mm_mean_pose", "usage", "perplexity", "codebook_size") if k in t]
+        keys = [k for k in ("vertex_error_mm", "vertex_error_mm_expression_only", "rotation_error_deg",
+                            "vertex_error_mm_mean_pose", "usage", "perplexity", "codebook_size", "head_codes") if k in t]
         doc.table(keys, [[t[k] for k in keys]])
     if results.get("audit"):
         audit_section(doc, results["audit"])

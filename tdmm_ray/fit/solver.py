@@ -32,6 +32,7 @@ from tdmm_ray.face import geometry
 from tdmm_ray.face.model import FaceModel
 from tdmm_ray.fit import problem as prob
 from tdmm_ray.fit.landmark_basis import landmark_function
+from tdmm_ray.fit.priors import expression_prior_vector
 from tdmm_ray.fit.qc import qc_verdicts
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ class BatchedFitter:
         lo, hi = model.expression_range
         self.bounds = (float(lo), float(hi))
         self.k_id, self.k_exp = model.n_identity, model.n_expression
+        # [K] per channel: stronger where no landmark sees the channel or the generator never drives it
+        self.expression_prior = torch.as_tensor(expression_prior_vector(model, self.config, self.lmf, self.device),
+                                                device=self.device)
         self.linear = not self.lmf.articulated
         self._jacobians = None  # (state, per-frame landmark Jacobians) of an articulated model
         if self.linear:  # constant landmark rows [L,3,K]; [L*3,K_id] for the shared block (see _shared)
@@ -147,7 +151,8 @@ class BatchedFitter:
         rho, _ = robust_weights((r * r).sum(-1), sigma, self.config.robust)
         data = (d.weight.reshape(rho.shape) * rho).reshape(d.N, -1).sum(1)
         c = self.config
-        prior = (c.expression_prior * (s.expression**2).sum((1, 2)) + c.identity_prior * (s.identity**2).sum(1)
+        prior = ((self.expression_prior.to(s.expression.dtype) * s.expression**2).sum((1, 2))
+                 + c.identity_prior * (s.identity**2).sum(1)
                  + c.focal_prior * (s.log_focal - d.log_focal0) ** 2)
         smooth = sum(((p[:, 1:] - p[:, :-1]) ** 2 * d.pair[..., None] * w).sum((1, 2))
                      for p, w in self._smooth_terms(s))
@@ -247,8 +252,8 @@ class BatchedFitter:
         D = h_pp.shape[-1]
         dd = torch.arange(D, device=self.device)
         if mode != RIGID:
-            h_pp[:, dd[:K], dd[:K]] += c.expression_prior
-            g_p[:, :K] += c.expression_prior * s.expression.reshape(B, K).to(g_p.dtype)
+            h_pp[:, dd[:K], dd[:K]] += self.expression_prior.to(h_pp.dtype)
+            g_p[:, :K] += self.expression_prior.to(g_p.dtype) * s.expression.reshape(B, K).to(g_p.dtype)
         if c.smoothness <= 0:
             return
         # Jacobi coupling: each frame is pulled towards its neighbours' current values.

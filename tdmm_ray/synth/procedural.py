@@ -205,8 +205,10 @@ def clip_length(cfg, seed: int) -> int:
 
 def synthesize_row(prompt_row: Mapping, cfg, storage, seed: int) -> dict:
     """Render one clip, write `clips/<clip_id>.mp4` to storage, and return a CLIP_COLUMNS row with the
-    ground truth as nested lists. A row that cannot be rendered (unknown emotion, bad size, ...) gives
-    status "error" and the message, never an exception, so one bad prompt cannot stop a shard."""
+    ground truth as nested lists. With `synth.render=false` the clip is planned only: the same ground
+    truth and projected landmarks, no frames and no MP4 (video_uri None), for projected-landmark runs.
+    A row that cannot be made (unknown emotion, bad size, ...) gives status "error" and the message,
+    never an exception, so one bad prompt cannot stop a shard."""
     from tdmm_ray.schema import CLIP_COLUMNS, to_nested
     from tdmm_ray.storage import Storage, StorageError
 
@@ -218,9 +220,11 @@ def synthesize_row(prompt_row: Mapping, cfg, storage, seed: int) -> dict:
                width=cfg.synth.width, height=cfg.synth.height, status="ok", error=None, face_model=cfg.face.model)
     try:
         n_frames = int(prompt_row.get("n_frames") or clip_length(cfg, seed))
-        clip = generator_for(cfg).generate(prompt_row, seed, n_frames)
-        rel = f"clips/{clip_id}.mp4"
-        row["video_uri"] = write_clip_video(store, rel, clip.frames, clip.fps)
+        if cfg.synth.render:
+            clip = generator_for(cfg).generate(prompt_row, seed, n_frames)
+            row["video_uri"] = write_clip_video(store, f"clips/{clip_id}.mp4", clip.frames, clip.fps)
+        else:  # plan-only: what projected landmarks and the fit need, without rasterizing or encoding
+            clip = generator_for(cfg).plan(prompt_row, seed, n_frames, landmarks=True)
         row.update(
             n_frames=clip.n_frames, face_model=clip.face_model, gt_identity=clip.identity.tolist(),
             gt_expression=to_nested(clip.expression), gt_rotation=to_nested(clip.rotation),

@@ -98,3 +98,24 @@ def load_motion_clips(storage: Storage) -> tuple[str, list[MotionClip]]:
     log.info("read %d clips from %s/ (%d shards; %d train)", len(clips), source, len(names),
              sum(c.split == "train" for c in clips))
     return source, clips
+
+
+DRIVEN_EPS = 1e-3  # a ground-truth weight above this anywhere: the generator drives the channel
+
+
+def undriven_channels(storage: Storage, clip_ids: set[str] | None = None) -> np.ndarray | None:
+    """[K_exp] bool: expression channels the generator's ground truth never moves in the given clips
+    (all clips with ground truth when None); None when the run has no ground truth (video from
+    outside, text-to-video generators), where nothing can be said about what was driven."""
+    peak: np.ndarray | None = None
+    for name in storage.list(SYNTH_DIR, suffix=".parquet"):
+        table = storage.read_table(f"{SYNTH_DIR}/{name}")
+        if "gt_expression" not in table.column_names:
+            continue
+        rows = table.select(["clip_id", "gt_expression"]).to_pydict()
+        for clip_id, gt in zip(rows["clip_id"], rows["gt_expression"]):
+            if gt is None or (clip_ids is not None and str(clip_id) not in clip_ids):
+                continue
+            p = np.abs(from_nested(gt)).max(0)
+            peak = p if peak is None else np.maximum(peak, p)
+    return None if peak is None else peak <= DRIVEN_EPS

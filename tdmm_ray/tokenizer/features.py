@@ -6,6 +6,11 @@ so nothing else is appended. Identity is per clip, not motion, and is left out.
 
 Features are standardised per dimension with statistics computed on the training split only and
 saved beside the tokenizer (stats.json), so every consumer normalises exactly as training did.
+
+Dead channels: an expression channel that barely varies in the corpus (std < `dead_std`), or that
+the generator never drives (the fit's noise in a channel no prompt asks for), gets weight 0. It is
+normalised to 0, so the encoder never sees it, it costs nothing in the loss, and it decodes to its
+corpus mean. After standardisation such a channel would otherwise weigh as much as a smile.
 """
 
 from __future__ import annotations
@@ -54,19 +59,32 @@ def split_features(features: np.ndarray, n_expression: int) -> tuple[np.ndarray,
 
 @dataclass
 class MotionStats:
-    """Per-dimension mean/std of motion features (computed on the training split)."""
+    """Per-dimension mean/std of motion features (computed on the training split) and each
+    dimension's weight (1 = live, 0 = dead: normalised to 0, decoded as its mean)."""
 
     mean: np.ndarray  # [D]
     std: np.ndarray  # [D]
     n_expression: int
+    weights: np.ndarray | None = None  # [D]; None = every dimension live
+
+    def __post_init__(self) -> None:
+        self.weights = np.ones_like(self.mean) if self.weights is None else np.asarray(self.weights, np.float32)
+        if self.weights.shape != self.mean.shape or not np.isin(self.weights, (0.0, 1.0)).all():
+            raise ValueError(f"feature weights must be 0/1 per dimension, shape {self.mean.shape}")
 
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])
 
+    @property
+    def dead_channels(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.weights == 0)]
+
     @classmethod
-    def fit(cls, seqs: list[np.ndarray], n_expression: int | None = None) -> "MotionStats":
-        """Statistics over every frame of every sequence (each [T,D])."""
+    def fit(cls, seqs: list[np.ndarray], n_expression: int | None = None, dead_std: float = 0.0,
+            undriven: np.ndarray | None = None) -> "MotionStats":
+        """Statistics over every frame of every sequence (each [T,D]). Expression channels with a
+        std below `dead_std`, or marked in `undriven` ([K_exp] bool), get weight 0; rotation never."""
         if not seqs:
             raise ValueError("cannot compute motion statistics from zero sequences")
         dim = np.asarray(seqs[0]).shape[-1] if np.asarray(seqs[0]).ndim == 2 else None
@@ -75,17 +93,26 @@ class MotionStats:
         if n_expression < 0 or n_expression + ROTATION_DIMS != frames.shape[1]:
             raise ValueError(f"features have {frames.shape[1]} dims, inconsistent with {n_expression} expression channels")
         mean = frames.astype(np.float64).mean(0)
-        std = np.maximum(frames.astype(np.float64).std(0), MIN_STD)
-        return cls(mean.astype(np.float32), std.astype(np.float32), int(n_expression))
+        raw_std = frames.astype(np.float64).std(0)
+        weights = np.ones(frames.shape[1], np.float32)
+        weights[:n_expression][raw_std[:n_expression] < dead_std] = 0.0
+        if undriven is not None:
+            undriven = np.asarray(undriven, bool)
+            if undriven.shape != (n_expression,):
+                raise ValueError(f"undriven mask has shape {undriven.shape}, expected ({n_expression},)")
+            weights[:n_expression][undriven] = 0.0
+        std = np.maximum(raw_std, MIN_STD)
+        return cls(mean.astype(np.float32), std.astype(np.float32), int(n_expression), weights)
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
-        return ((np.asarray(features, np.float32) - self.mean) / self.std).astype(np.float32)
+        return ((np.asarray(features, np.float32) - self.mean) / self.std * self.weights).astype(np.float32)
 
     def denormalize(self, features: np.ndarray) -> np.ndarray:
-        return (np.asarray(features, np.float32) * self.std + self.mean).astype(np.float32)
+        return (np.asarray(features, np.float32) * self.std * self.weights + self.mean).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "n_expression": self.n_expression}
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "n_expression": self.n_expression,
+                "weights": self.weights.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "MotionStats":
@@ -95,7 +122,7 @@ class MotionStats:
             raise ValueError(f"motion statistics are malformed: mean {mean.shape}, std {std.shape}")
         if (std <= 0).any():
             raise ValueError("motion statistics have a non-positive std")
-        return cls(mean, std, int(data["n_expression"]))
+        return cls(mean, std, int(data["n_expression"]), data.get("weights"))  # no weights: an older, all-live file
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -2,9 +2,11 @@
 
 Folder (local path or s3://...; the run's `tokenizer/`):
     model.pt      VQ-VAE state dict (torch.save, loaded with weights_only=True)
-    config.json   VQ-VAE architecture, face model name, expression channels, version
-    stats.json    per-dimension feature mean/std of the training split (features.py)
+    config.json   VQ-VAE architecture, face model name, expression channels, version, and the
+                  motion vocabulary the LM sees (`codebook_size` = expression x head codes)
+    stats.json    per-dimension feature mean/std/weight of the training split (features.py)
 The version is a hash of model.pt, so tokens always name the exact weights that made them.
+Format 2 adds the two streams and the feature weights; format 1 folders (one stream) still load.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from tdmm_ray.storage import Storage, StorageError
 from tdmm_ray.tokenizer.features import MotionStats, check_sequence, features_from, split_features
 from tdmm_ray.tokenizer.vqvae import MotionVQVAE, VQVAEConfig
 
-FORMAT = "tdmm-motion-tokenizer/1"
+FORMAT = "tdmm-motion-tokenizer/2"
+READABLE_FORMATS = ("tdmm-motion-tokenizer/1", FORMAT)
 
 
 class MotionTokenizer:
@@ -35,7 +38,18 @@ class MotionTokenizer:
     # ---- sizes -----------------------------------------------------------------------------
     @property
     def codebook_size(self) -> int:
+        """The motion vocabulary: token ids lie in [0, codebook_size) (a product code for two streams)."""
         return self.model.cfg.codebook_size
+
+    @property
+    def expression_codes(self) -> int:
+        return self.model.cfg.expression_codes
+
+    @property
+    def head_codes(self) -> int:
+        """Head-rotation codes of a two-stream tokenizer (token = expression code x head_codes +
+        head code); 0 for one stream."""
+        return self.model.cfg.head_codes
 
     @property
     def downsample(self) -> int:
@@ -95,7 +109,9 @@ class MotionTokenizer:
     # ---- persistence -----------------------------------------------------------------------
     def config_dict(self) -> dict:
         return {"format": FORMAT, "version": self.version, "face_model": self.face_model,
-                "n_expression": self.n_expression, "vqvae": self.model.cfg.to_dict()}
+                "n_expression": self.n_expression, "vqvae": self.model.cfg.to_dict(),
+                "vocabulary": {"codebook_size": self.codebook_size, "expression_codes": self.expression_codes,
+                               "head_codes": self.head_codes}}
 
     def save(self, url: str) -> str:
         """Write model.pt, config.json and stats.json under `url`; returns the folder URL."""
@@ -114,8 +130,8 @@ class MotionTokenizer:
             meta = storage.read_json("config.json")
         except StorageError:
             raise ValueError(f"no motion tokenizer at {url} (config.json missing; run `tdmm train-tokenizer`)") from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{url} holds format {meta.get('format')!r}, expected {FORMAT!r}")
+        if meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{url} holds format {meta.get('format')!r}, expected one of {READABLE_FORMATS}")
         cfg = VQVAEConfig(**meta["vqvae"])
         model = MotionVQVAE(cfg)
         blob = storage.read_bytes("model.pt")

@@ -5,8 +5,10 @@ the full face model at the mean identity with their head rotations; the error is
 distance per vertex per frame, in millimetres. Usage is the fraction of codes that occur in the
 tokens; perplexity is exp(entropy) of the code frequencies (= K when all K codes are equally used).
 `vertex_error_mm_mean_pose` is the error of always answering the training mean pose: the scale of
-the motion, against which the tokenizer's error is judged. `vertex_error_mm_expression_only` keeps
-the true head rotation, so it separates expression error from head-pose error.
+the motion, against which the tokenizer's error is judged. `vertex_error_mm_expression_only` is
+the error on the face-local mesh (expression alone, no head rotation), beside the posed
+`vertex_error_mm`; `rotation_error_deg` is the head rotation's own error (geodesic angle). For a
+two-stream tokenizer the usage of each stream's codebook is reported too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdmm_ray.face import geometry
 from tdmm_ray.storage import Storage
 from tdmm_ray.tokenizer.data import MotionClip
 from tdmm_ray.tokenizer.features import features_from, split_features
@@ -42,6 +45,14 @@ def mesh_error_mm(face_model, expr_a: np.ndarray, rot_a: np.ndarray, expr_b: np.
     return np.concatenate(out)
 
 
+def rotation_error_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> np.ndarray:
+    """Per-frame geodesic angle [T] (degrees) between two axis-angle rotation sequences."""
+    ra = geometry.axis_angle_to_matrix(torch.from_numpy(np.ascontiguousarray(rot_a, np.float32)))
+    rb = geometry.axis_angle_to_matrix(torch.from_numpy(np.ascontiguousarray(rot_b, np.float32)))
+    cos = ((ra.transpose(-1, -2) @ rb).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return np.degrees(torch.arccos(cos.clamp(-1.0, 1.0)).numpy())
+
+
 def code_statistics(tokens: list[np.ndarray], codebook_size: int) -> dict[str, Any]:
     counts = np.bincount(np.concatenate(tokens).astype(np.int64), minlength=codebook_size)
     p = counts[counts > 0] / counts.sum()
@@ -56,7 +67,7 @@ def evaluate_tokenizer(tokenizer: MotionTokenizer, clips: list[MotionClip], face
         raise ValueError("no clips to evaluate the tokenizer on")
     feats = [features_from(c.expression, c.rotation) for c in clips]
     tokens = tokenizer.encode_many(feats)
-    frame_errors, clip_errors, feature_err, baseline, expression_only = [], [], [], [], []
+    frame_errors, clip_errors, feature_err, baseline, expression_only, rotation_err = [], [], [], [], [], []
     mean_e, mean_r = split_features(tokenizer.stats.mean[None], tokenizer.n_expression)
     for clip, f, tok in zip(clips, feats, tokens):
         recon = tokenizer.decode_features(tok, length=f.shape[0])
@@ -66,7 +77,9 @@ def evaluate_tokenizer(tokenizer: MotionTokenizer, clips: list[MotionClip], face
         baseline.append(mesh_error_mm(face_model, clip.expression, clip.rotation,
                                       np.repeat(mean_e, f.shape[0], 0), np.repeat(mean_r, f.shape[0], 0)))
         frame_errors.append(err)
-        expression_only.append(mesh_error_mm(face_model, clip.expression, clip.rotation, e, clip.rotation))
+        still = np.zeros_like(clip.rotation)
+        expression_only.append(mesh_error_mm(face_model, clip.expression, still, e, still))
+        rotation_err.append(rotation_error_deg(clip.rotation, r))
         clip_errors.append(float(err.mean()))
         feature_err.append(((recon - f) / tokenizer.stats.std) ** 2)
     frames = np.concatenate(frame_errors)
@@ -76,10 +89,19 @@ def evaluate_tokenizer(tokenizer: MotionTokenizer, clips: list[MotionClip], face
         "vertex_error_mm_worst_clip": float(max(clip_errors)),
         "vertex_error_mm_mean_pose": float(np.concatenate(baseline).mean()),
         "vertex_error_mm_expression_only": float(np.concatenate(expression_only).mean()),
+        "rotation_error_deg": float(np.concatenate(rotation_err).mean()),
+        "dead_channels": tokenizer.stats.dead_channels,
         "feature_rmse_std_units": float(np.sqrt(np.concatenate(feature_err).mean())),
-        "codebook_size": tokenizer.codebook_size, "downsample": tokenizer.downsample, "face_model": tokenizer.face_model,
+        "codebook_size": tokenizer.codebook_size, "head_codes": tokenizer.head_codes,
+        "downsample": tokenizer.downsample, "face_model": tokenizer.face_model,
     }
     report.update(code_statistics(tokens, tokenizer.codebook_size))
+    if tokenizer.head_codes:  # each stream's own codebook, from the product code
+        all_tokens = np.concatenate(tokens).astype(np.int64)
+        for name, codes, size in (("expression", all_tokens // tokenizer.head_codes, tokenizer.expression_codes),
+                                  ("head", all_tokens % tokenizer.head_codes, tokenizer.head_codes)):
+            st = code_statistics([codes], size)
+            report.update({f"{name}_usage": st["usage"], f"{name}_perplexity": st["perplexity"], f"{name}_codes": size})
     if train_clips:
         train_tokens = tokenizer.encode_many([features_from(c.expression, c.rotation) for c in train_clips])
         stats = code_statistics(train_tokens, tokenizer.codebook_size)

@@ -27,7 +27,7 @@ import torch
 from tdmm_ray.config import TdmmConfig
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.storage import Storage, is_s3, preflight
-from tdmm_ray.tokenizer.data import MotionClip, load_motion_clips
+from tdmm_ray.tokenizer.data import MotionClip, load_motion_clips, undriven_channels
 from tdmm_ray.tokenizer.features import MotionStats, features_from
 from tdmm_ray.tokenizer.losses import LossWeights, VertexGeometry, tokenizer_loss
 from tdmm_ray.tokenizer.motion_tokenizer import MotionTokenizer
@@ -105,7 +105,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     geometry = VertexGeometry(**config["geometry"]).to(device) if config["geometry"] else None
     mean = torch.as_tensor(config["mean"], device=device)
     std = torch.as_tensor(config["std"], device=device)
-    weights = LossWeights(vertex=config["vertex_loss_weight"], commitment=config["commitment"])
+    weights = LossWeights(vertex=config["vertex_loss_weight"], commitment=config["commitment"],
+                          rotation=config["rotation_loss_weight"], face_local=config["vertex_loss"] == "face_local")
+    feature_weights = torch.as_tensor(config["feature_weights"], device=device)
     raw = model.module if hasattr(model, "module") else model
     batch = config["batch_size"]
 
@@ -123,22 +125,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for s in range(steps):
             x = torch.from_numpy(windows[mine[s * batch : (s + 1) * batch]]).to(device)
             recon, idx, commitment = model(x)
-            loss, parts = tokenizer_loss(recon, x, commitment, mean, std, geometry, weights)
+            loss, parts = tokenizer_loss(recon, x, commitment, mean, std, geometry, weights, feature_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             used[idx.flatten().cpu()] = True
-            restarts += raw.quantizer.last_restarts
+            restarts += sum(q.last_restarts for q in raw.quantizers())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
         metrics = {k: v / steps for k, v in sums.items()}
         metrics.update(epoch=epoch, start_epoch=start_epoch, usage=float(used.float().mean()), restarts=restarts,
-                       windows=len(windows), codebook_spread=codebook_spread(raw.quantizer.codebook))
+                       windows=len(windows),
+                       codebook_spread=max(codebook_spread(q.codebook) for q in raw.quantizers()))
         if rank == 0:
             logging.getLogger(__name__).info(
-                "epoch %d/%d loss %.4f feature %.4f vertex %.4f cm usage %.0f%% restarts %d", epoch + 1, epochs,
-                metrics["total"], metrics["feature"], metrics.get("vertex_cm", float("nan")), 100 * metrics["usage"], restarts)
+                "epoch %d/%d loss %.4f feature %.4f vertex %.4f cm rotation %.4f cm usage %.0f%% restarts %d", epoch + 1,
+                epochs, metrics["total"], metrics["feature"], metrics.get("vertex_cm", float("nan")),
+                metrics.get("rotation_cm", float("nan")), 100 * metrics["usage"], restarts)
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                             "schedule": schedule.state_dict(), "epoch": epoch}, os.path.join(folder, CHECKPOINT_FILE))
@@ -208,7 +212,7 @@ def run_trainer(cfg: TdmmConfig, storage: Storage, seqs: list[np.ndarray], stats
 
     t = cfg.tokenizer
     vq_cfg = VQVAEConfig(input_dim=stats.dim, hidden=t.hidden, code_dim=t.code_dim,
-                         codebook_size=t.codebook_size, downsample=t.downsample)
+                         codebook_size=t.codebook_size, downsample=t.downsample, head_codes=t.head_codes)
     n_windows = sum(math.ceil(max(s.shape[0], t.window) / t.window) for s in seqs)
     if n_windows < t.num_workers:
         raise ValueError(f"{n_windows} training windows cannot feed {t.num_workers} workers")
@@ -218,6 +222,8 @@ def run_trainer(cfg: TdmmConfig, storage: Storage, seqs: list[np.ndarray], stats
         "total_steps": max(1, steps_per_epoch * t.epochs), "batch_size": t.batch_size, "window": t.window,
         "mean": stats.mean.tolist(), "std": stats.std.tolist(), "vertex_loss_weight": t.vertex_loss_weight,
         "commitment": t.commitment, "geometry": geometry.arrays() if geometry is not None else None,
+        "rotation_loss_weight": t.rotation_loss_weight, "vertex_loss": t.vertex_loss,
+        "feature_weights": stats.weights.tolist(),
     }
     path, fs = train_storage(storage)
     use_gpu = bool(ray.cluster_resources().get("GPU", 0))
@@ -259,7 +265,14 @@ def train_tokenizer(cfg: TdmmConfig, face_model=None, clips: list[MotionClip] | 
         tokenizer = MotionTokenizer.load(storage.url(STAGE))
         return TrainOutcome(tokenizer, storage.url(STAGE), {}, storage.read_json(f"{STAGE}/report.json"), digest)
     features = [features_from(c.expression, c.rotation) for c in train]
-    stats = MotionStats.fit(features)
+    t = cfg.tokenizer
+    undriven = undriven_channels(storage, {c.clip_id for c in train}) if t.ignore_undriven else None
+    if undriven is not None and undriven.shape[0] != features[0].shape[1] - 3:
+        undriven = None  # ground truth of another face model's channels: says nothing about these
+    stats = MotionStats.fit(features, dead_std=t.dead_channel_std, undriven=undriven)
+    if stats.dead_channels:
+        log.info("tokenizer: %d dead expression channels weigh 0 (std < %g or never driven): %s",
+                 len(stats.dead_channels), t.dead_channel_std, stats.dead_channels)
     face_model = face_model if face_model is not None else face_model_for(cfg)
     if face_model.n_expression != stats.n_expression:
         raise ValueError(f"motion has {stats.n_expression} expression channels but face model "
@@ -285,7 +298,8 @@ def train_tokenizer(cfg: TdmmConfig, face_model=None, clips: list[MotionClip] | 
 
 
 def summary(outcome: TrainOutcome) -> dict[str, Any]:
-    keys = ("vertex_error_mm", "vertex_error_mm_mean_pose", "usage", "perplexity", "clips", "evaluated_on")
+    keys = ("vertex_error_mm", "vertex_error_mm_expression_only", "rotation_error_deg", "vertex_error_mm_mean_pose",
+            "usage", "perplexity", "clips", "evaluated_on")
     return {"tokenizer": outcome.url, "version": outcome.tokenizer.version, **{k: outcome.report.get(k) for k in keys}}
 
 

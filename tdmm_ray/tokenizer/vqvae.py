@@ -6,6 +6,13 @@ stacks of residual dilated convs; the decoder mirrors it with nearest upsampling
 not a multiple of `downsample` are padded by repeating the last frame and cropped after decoding,
 so any T >= 1 works.
 
+Two streams (head_codes > 0, the default): expression channels and head rotation each have their
+own encoder, quantizer and decoder, and a step's token is the product code
+`expression_code * head_codes + head_code`, so the language model still sees one token per step
+from a vocabulary of `codebook_size` = expression codes x head codes. A head turn then cannot take
+codes from a smile: the expression stream never sees rotation. head_codes = 0 is one stream over
+expression + rotation (the first tokenizer; saved tokenizers of that kind load unchanged).
+
 The quantizer keeps its codebook as an exponential moving average of the encoder outputs assigned
 to each code (no codebook gradients), uses the straight-through estimator for the encoder, and
 restarts dead codes: a code that no input chose for `dead_patience` training steps in a row is
@@ -17,7 +24,7 @@ from data all codes the batch did not use.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.distributed as dist
@@ -35,13 +42,35 @@ class VQVAEConfig:
     dilations: tuple[int, ...] = (1, 3, 9)
     ema_decay: float = 0.99
     dead_patience: int = 10
+    head_codes: int = 0  # 0: one stream; else the head stream's codebook (codebook_size = expression x head)
+    head_dims: int = 3  # the last head_dims input dims are head rotation (two streams only)
 
     def __post_init__(self) -> None:
         if self.downsample not in (1, 2, 4):
             raise ValueError(f"downsample must be 1, 2 or 4, got {self.downsample}")
         if self.input_dim < 1 or self.codebook_size < 2:
             raise ValueError(f"need input_dim >= 1 and codebook_size >= 2, got {self.input_dim}, {self.codebook_size}")
+        if self.head_codes:
+            if self.head_codes < 2 or self.codebook_size % self.head_codes or self.codebook_size // self.head_codes < 2:
+                raise ValueError(f"codebook_size ({self.codebook_size}) must be head_codes ({self.head_codes}) x an "
+                                 "expression codebook of at least 2, with head_codes >= 2")
+            if self.input_dim <= self.head_dims:
+                raise ValueError(f"two streams need expression dims: input_dim {self.input_dim} <= head_dims {self.head_dims}")
         self.dilations = tuple(self.dilations)
+
+    @property
+    def expression_codes(self) -> int:
+        return self.codebook_size // self.head_codes if self.head_codes else self.codebook_size
+
+    def streams(self) -> tuple["VQVAEConfig", "VQVAEConfig | None"]:
+        """Per-stream configs: (expression or whole-motion stream, head stream or None). The head
+        stream is narrower: 3 slow curves need far less than the face's dozens of channels."""
+        if not self.head_codes:
+            return self, None
+        main = replace(self, input_dim=self.input_dim - self.head_dims, codebook_size=self.expression_codes, head_codes=0)
+        head = replace(self, input_dim=self.head_dims, codebook_size=self.head_codes, head_codes=0,
+                       hidden=max(8, self.hidden // 2), code_dim=max(4, self.code_dim // 4))
+        return main, head
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,9 +188,17 @@ class MotionVQVAE(nn.Module):
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.quantizer = EMAQuantizer(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.dead_patience)
-        self.decoder = Decoder(cfg)
+        main, head = cfg.streams()
+        # the (expression) stream keeps the single-stream module names, so old state dicts load
+        self.encoder, self.decoder = Encoder(main), Decoder(main)
+        self.quantizer = EMAQuantizer(main.codebook_size, main.code_dim, cfg.ema_decay, cfg.dead_patience)
+        self.head_encoder = Encoder(head) if head else None
+        self.head_decoder = Decoder(head) if head else None
+        self.head_quantizer = EMAQuantizer(head.codebook_size, head.code_dim, cfg.ema_decay, cfg.dead_patience) if head else None
+        self.n_main = main.input_dim
+
+    def quantizers(self) -> list[EMAQuantizer]:
+        return [self.quantizer] + ([self.head_quantizer] if self.head_quantizer is not None else [])
 
     def n_tokens(self, n_frames: int) -> int:
         return -(-n_frames // self.cfg.downsample)
@@ -177,24 +214,54 @@ class MotionVQVAE(nn.Module):
         extra = self.n_tokens(x.shape[1]) * self.cfg.downsample - x.shape[1]
         return torch.cat([x, x[:, -1:].expand(-1, extra, -1)], 1) if extra else x
 
-    def _latents(self, x: torch.Tensor) -> torch.Tensor:  # [B,T,D] -> [B,L,C]
-        return self.encoder(self._pad(x).transpose(1, 2)).transpose(1, 2)
+    @staticmethod
+    def _latents(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:  # [B,T,D] -> [B,L,C]
+        return encoder(x.transpose(1, 2)).transpose(1, 2)
+
+    @staticmethod
+    def _decode(decoder: Decoder, q: torch.Tensor) -> torch.Tensor:  # [B,L,C] -> [B,L*d,D]
+        return decoder(q.transpose(1, 2)).transpose(1, 2)
+
+    def _parts(self, x: torch.Tensor) -> list[tuple[Encoder, EMAQuantizer, Decoder, torch.Tensor]]:
+        """(encoder, quantizer, decoder, input) per stream, on the padded sequence."""
+        x = self._pad(x)
+        if self.head_encoder is None:
+            return [(self.encoder, self.quantizer, self.decoder, x)]
+        return [(self.encoder, self.quantizer, self.decoder, x[..., : self.n_main]),
+                (self.head_encoder, self.head_quantizer, self.head_decoder, x[..., self.n_main:])]
+
+    def combine(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Per-stream code indices -> one token per step (the product code)."""
+        return indices[0] * self.cfg.head_codes + indices[1] if len(indices) == 2 else indices[0]
+
+    def split_tokens(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Inverse of combine: tokens -> per-stream code indices."""
+        if not self.cfg.head_codes:
+            return [tokens]
+        return [torch.div(tokens, self.cfg.head_codes, rounding_mode="floor"), tokens % self.cfg.head_codes]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """[B,T,D] -> (reconstruction [B,T,D], token indices [B,L], commitment loss)."""
         self._check(x)
-        z = self._latents(x)
-        b, length, c = z.shape
-        q, idx, commitment = self.quantizer(z.reshape(b * length, c))
-        recon = self.decoder(q.reshape(b, length, c).transpose(1, 2)).transpose(1, 2)
-        return recon[:, : x.shape[1]], idx.reshape(b, length), commitment
+        recon, indices, commitment = [], [], x.new_zeros(())
+        for encoder, quantizer, decoder, xs in self._parts(x):
+            z = self._latents(encoder, xs)
+            b, length, c = z.shape
+            q, idx, com = quantizer(z.reshape(b * length, c))
+            recon.append(self._decode(decoder, q.reshape(b, length, c)))
+            indices.append(idx.reshape(b, length))
+            commitment = commitment + com
+        return torch.cat(recon, -1)[:, : x.shape[1]], self.combine(indices), commitment
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[B,T,D] features -> [B, ceil(T/d)] token indices (long)."""
         self._check(x)
-        z = self._latents(x)
-        return self.quantizer.nearest(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], z.shape[1])
+        indices = []
+        for encoder, quantizer, _, xs in self._parts(x):
+            z = self._latents(encoder, xs)
+            indices.append(quantizer.nearest(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], z.shape[1]))
+        return self.combine(indices)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, length: int | None = None) -> torch.Tensor:
@@ -208,8 +275,11 @@ class MotionVQVAE(nn.Module):
             raise ValueError(f"token ids must lie in [0, {self.cfg.codebook_size}), got {int(tokens.min())}..{int(tokens.max())}")
         if length is not None and length < 1:
             raise ValueError(f"length must be >= 1 frame, got {length}")
-        q = F.embedding(tokens.long(), self.quantizer.codebook)
-        out = self.decoder(q.transpose(1, 2)).transpose(1, 2)
+        decoders = [(self.decoder, self.quantizer)]
+        if self.head_decoder is not None:
+            decoders.append((self.head_decoder, self.head_quantizer))
+        out = torch.cat([self._decode(decoder, F.embedding(idx.long(), quantizer.codebook))
+                         for (decoder, quantizer), idx in zip(decoders, self.split_tokens(tokens.long()))], -1)
         length = length or out.shape[1]
         # a generator may stop a token short of the asked duration: hold the last pose, as encode pads
         if length > out.shape[1]:
