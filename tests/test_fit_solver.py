@@ -166,17 +166,20 @@ def test_channel_priors_follow_landmarks_and_generator(model):
     """The prior vector: the base prior on channels the landmarks see and the generator drives; more
     on channels it never drives (ICT: eyeLookIn/Out, cheekPuff) and on channels no landmark moves."""
     from tdmm_ray.fit.landmark_basis import landmark_function
-    from tdmm_ray.fit.priors import expression_prior_vector, landmark_displacement_iod
+    from tdmm_ray.fit.priors import expression_prior_vector, generator_driven, landmark_displacement_iod
 
     cfg = FitConfig()
     lmf = landmark_function(model, "cpu")
     prior = dict(zip(model.expression_names, expression_prior_vector(model, cfg, lmf)))
+    moved = dict(zip(model.expression_names, landmark_displacement_iod(model, lmf)))
     for name in ("jawOpen", "mouthSmile_L", "browDown_R", "noseSneer_L", "eyeBlink_L"):
         assert prior[name] == pytest.approx(cfg.expression_prior), name
-    for name in ("eyeLookIn_L", "eyeLookOut_R", "cheekPuff_L", "mouthRollUpper"):
-        assert prior[name] == pytest.approx(cfg.expression_prior + cfg.undriven_prior), name
-    moved = dict(zip(model.expression_names, landmark_displacement_iod(model, lmf)))
-    assert moved["jawOpen"] > 0.3 and moved["mouthSmile_L"] > 0.1  # a wide-open jaw moves the chin ~half an IOD
+    driven = dict(zip(model.expression_names, generator_driven(model.expression_names)))
+    assert not driven["eyeLookIn_L"] and not driven["eyeLookOut_R"]  # the generator never moves the gaze sideways
+    for name in model.expression_names:  # undriven channels get the extra prior, and unseen ones theirs
+        unseen = cfg.unobserved_prior if moved[name] < cfg.observed_iod else 0.0
+        undriven = 0.0 if driven[name] else cfg.undriven_prior
+        assert prior[name] == pytest.approx(cfg.expression_prior + undriven + unseen), name
     strict = expression_prior_vector(model, cfg.model_copy(update={"observed_iod": 0.05, "undriven_prior": 0.0}), lmf)
     faint = np.array([moved[n] < 0.05 for n in model.expression_names])
     np.testing.assert_allclose(strict[faint], cfg.expression_prior + cfg.unobserved_prior)
@@ -195,5 +198,5 @@ def test_channel_priors_keep_noise_out_of_undriven_channels(model, clips):
     assert leak_held < 0.2 * leak_free, (leak_free, leak_held)
     assert np.mean(held.reprojection_px) < np.mean(free.reprojection_px) + 0.05
     corr = channel_correlation(list(clips.expression), list(held.expression))
-    visible = [model.expression_names.index(n) for n in VISIBLE]
-    assert np.nanmean(corr[visible]) > 0.8
+    seen = [model.expression_names.index(n) for n in visible(model)]
+    assert np.nanmean(corr[seen]) > 0.8
