@@ -25,7 +25,9 @@ def lm():
 
 
 def bias_logits(model, ids, amount: float):
-    """Push the model towards `ids`; returns the hook handle."""
+    """Push the model towards `ids`; returns the hook handle. The hook acts on the output-embedding
+    module, so decoding under it uses the Hugging Face forward (lean=False): the lean decoder reads
+    the weights directly and would not see it."""
     ids = torch.as_tensor(list(ids))
 
     def hook(_module, _inputs, output):
@@ -45,13 +47,13 @@ def test_l2m_emits_only_motion_codes_of_the_requested_length(lm):
         free = model.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)[0, prompt.shape[1]:]
         assert not any(t in motion_token_range(tok) for t in free.tolist())  # unconstrained: no motion at all
         out = generate_motion_codes(model, tok, ["a happy face", "a sad face, nodding head"], [0.4, 0.2], fps=25,
-                                    temperature=1.0, top_k=5, seed=3)
+                                    temperature=1.0, top_k=5, seed=3, lean=False)
         assert [len(c) for c in out] == [10, 5]
         assert all(0 <= c < CODEBOOK for codes in out for c in codes)
-        halved = generate_motion_codes(model, tok, ["a happy face"], 0.4, fps=25, downsample=2, temperature=0)
+        halved = generate_motion_codes(model, tok, ["a happy face"], 0.4, fps=25, downsample=2, temperature=0, lean=False)
         assert len(halved[0]) == 5
         # with a tolerance the (biased) end marker is taken as early as allowed
-        early = generate_motion_codes(model, tok, ["a happy face"], 0.8, length_tolerance=0.5, temperature=0)
+        early = generate_motion_codes(model, tok, ["a happy face"], 0.8, length_tolerance=0.5, temperature=0, lean=False)
         assert len(early[0]) == 10
     finally:
         handle.remove()
@@ -72,10 +74,11 @@ def test_m2l_never_emits_motion_tokens(lm):
     motion = motion_token_range(tok)
     handle = bias_logits(model, [*motion, *marker_ids(tok)], 50.0)  # motion now dominates every step
     try:
-        rows = generate_text_ids(model, tok, [[1, 2, 3], [4, 5, 6, 7, 8]], max_new_tokens=12, temperature=1.0, seed=0)
+        rows = generate_text_ids(model, tok, [[1, 2, 3], [4, 5, 6, 7, 8]], max_new_tokens=12, temperature=1.0, seed=0,
+                                 lean=False)
         banned = set(non_text_ids(tok))
         assert all(rows) and not any(t in banned for r in rows for t in r)
-        texts = describe_codes(model, tok, [[1, 2, 3]], max_new_tokens=6)
+        texts = describe_codes(model, tok, [[1, 2, 3]], max_new_tokens=6, lean=False)
         assert isinstance(texts[0], str) and "<motion" not in texts[0]
     finally:
         handle.remove()

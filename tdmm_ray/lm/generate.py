@@ -309,8 +309,10 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 def generate_text_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, codes: Sequence[Sequence[int]],
                       max_new_tokens: int = 96, temperature: float | Sequence[float] = 0.0,
                       top_k: int | Sequence[int] = 0, top_p: float | Sequence[float] = 1.0,
-                      seed: int | Sequence[int] = 0, word_repeat_rule: bool = True) -> list[list[int]]:
-    """Motion2Language token ids (up to, not including, eos), decoded with motion tokens masked."""
+                      seed: int | Sequence[int] = 0, word_repeat_rule: bool = True,
+                      lean: bool = True) -> list[list[int]]:
+    """Motion2Language token ids (up to, not including, eos), decoded with motion tokens masked.
+    lean=False forces the Hugging Face forward."""
     codes = [list(c) for c in codes]
     if not codes:
         raise ValueError("no motion code sequences given")
@@ -324,7 +326,8 @@ def generate_text_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     constraints: list[Constraint] = [Banned(non_text_ids(tokenizer)), NoRepeatNGram(3)]
     if word_repeat_rule:
         constraints.append(NoWordRepeat(_word_start(tokenizer)))
-    return decode(model, batch, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, rows, constraints)
+    return decode(model, batch, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, rows, constraints,
+                  lean=lean)
 
 
 def non_text_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -340,9 +343,9 @@ def non_text_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 def describe_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, codes: Sequence[Sequence[int]],
                    max_new_tokens: int = 96, temperature: float | Sequence[float] = 0.0,
                    top_k: int | Sequence[int] = 0, top_p: float | Sequence[float] = 1.0,
-                   seed: int | Sequence[int] = 0, word_repeat_rule: bool = True) -> list[str]:
+                   seed: int | Sequence[int] = 0, word_repeat_rule: bool = True, lean: bool = True) -> list[str]:
     """Motion2Language: one description per motion-code list (96 new tokens: the attribute header
     plus a caption average ~49 tokens, and half the references are longer than 48)."""
     rows = generate_text_ids(model, tokenizer, codes, max_new_tokens, temperature, top_k, top_p, seed,
-                             word_repeat_rule)
+                             word_repeat_rule, lean)
     return [tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]
