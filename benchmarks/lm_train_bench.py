@@ -94,6 +94,83 @@ def gpu_case(steps: int) -> dict:
     return result
 
 
+def single_process_ray() -> None:
+    """For --gpu-only where Ray is not installed (a lone lent GPU machine): stand-in `ray.train` and
+    `ray.train.torch` modules, so that `train_lm` runs its `train_loop` in this process as rank 0 of a
+    one-process torch group (NCCL on CUDA, else gloo), and `init_ray` does nothing. DeepSpeed adopts
+    that group as it does Ray Train's. Checkpoints are written but not kept (no resume)."""
+    import importlib.machinery
+    import types
+
+    import torch
+    import torch.distributed as dist
+
+    import tdmm_ray.runtime
+
+    class _Config:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class _Context:
+        def get_world_rank(self):
+            return 0
+
+        def get_world_size(self):
+            return 1
+
+        def get_local_rank(self):
+            return 0
+
+    class _Checkpoint:
+        def __init__(self, path):
+            self.path = path
+
+        @classmethod
+        def from_directory(cls, path):
+            return cls(path)
+
+    class TorchTrainer:
+        def __init__(self, train_loop, train_loop_config=None, scaling_config=None, run_config=None, **_):
+            self.loop, self.config, self.run_config = train_loop, train_loop_config or {}, run_config
+
+        def fit(self):
+            runtime_env = self.run_config.kwargs.get("worker_runtime_env") if self.run_config else None
+            env = (runtime_env or {}).get("env_vars", {})
+            os.environ.update({k: str(v) for k, v in env.items()})
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT", "29533"),
+                              RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+            cuda = torch.cuda.is_available()
+            if cuda:
+                torch.cuda.set_device(0)
+            dist.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1)
+            try:
+                self.loop(self.config)
+            finally:
+                dist.destroy_process_group()
+            return types.SimpleNamespace(checkpoint=None, metrics={}, error=None)
+
+    train = types.ModuleType("ray.train")
+    train.CheckpointConfig = train.FailureConfig = train.RunConfig = train.ScalingConfig = _Config
+    train.Checkpoint = _Checkpoint
+    train.CheckpointConsistencyMode = types.SimpleNamespace(COMMITTED="COMMITTED", VALIDATED="VALIDATED")
+    train.get_context = _Context
+    train.get_checkpoint = lambda: None
+    train.report = lambda *a, **k: None
+    train.get_all_reported_checkpoints = lambda *a, **k: []
+    train_torch = types.ModuleType("ray.train.torch")
+    train_torch.TorchTrainer = TorchTrainer
+    train_torch.get_device = lambda: torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+    train.torch = train_torch
+    ray = types.ModuleType("ray")
+    ray.train = train
+    for module in (ray, train, train_torch):
+        module.__path__ = []  # packages, so that `import ray.train.torch` finds the entries below
+        module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None, is_package=True)
+    sys.modules.update({"ray": ray, "ray.train": train, "ray.train.torch": train_torch})
+    tdmm_ray.runtime.init_ray = lambda *a, **k: None
+    logging.warning("Ray is not installed: --gpu-only runs its training loop in this process (1 rank, no Ray)")
+
+
 def write_report(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lm_train_bench.json").write_text(json.dumps(report, indent=2))
@@ -133,7 +210,13 @@ def main() -> None:
 
         if not torch.cuda.is_available():
             raise SystemExit("--gpu-only needs a CUDA device")
+        import importlib.util
+
+        ray_missing = importlib.util.find_spec("ray") is None
+        if ray_missing:
+            single_process_ray()
         gpu = gpu_case(args.gpu_steps)
+        gpu["runner"] = "one process, no Ray (Ray not installed)" if ray_missing else "Ray Train"
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "gpu_lm_mfu.json").write_text(json.dumps(gpu, indent=2))
         print(json.dumps(gpu, indent=2))
