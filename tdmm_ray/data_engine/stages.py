@@ -138,19 +138,24 @@ class LandmarkStage(ShardStage):
 VIDEO_BYTES_PER_CALL = 2 << 30  # decoded RGB frames handed to the detector in one call (~2 GiB)
 
 
-def _groups_by_bytes(rows: list[dict], index: list[int], budget: int) -> list[list[int]]:
-    """Consecutive groups of `index` whose decoded videos (frames x height x width x 3) fit `budget`;
-    a clip larger than the budget is a group of its own."""
-    groups: list[list[int]] = []
+def consecutive_groups(items: list, sizes: list[int], budget: int) -> list[list]:
+    """`items` cut, in order, into groups whose sizes add up to at most `budget`; an item larger
+    than the budget is a group of its own."""
+    groups: list[list] = []
     used = 0
-    for i, row in zip(index, rows):
-        size = int(row.get("n_frames") or 0) * int(row.get("height") or 0) * int(row.get("width") or 0) * 3
+    for item, size in zip(items, sizes):
         if not groups or used + size > budget:
             groups.append([])
             used = 0
-        groups[-1].append(i)
+        groups[-1].append(item)
         used += size
     return groups
+
+
+def _groups_by_bytes(rows: list[dict], index: list[int], budget: int) -> list[list[int]]:
+    """Groups of `index` whose decoded videos (frames x height x width x 3) fit `budget`."""
+    sizes = [int(r.get("n_frames") or 0) * int(r.get("height") or 0) * int(r.get("width") or 0) * 3 for r in rows]
+    return consecutive_groups(list(index), sizes, budget)
 
 
 class FitStage(ShardStage):
@@ -233,17 +238,8 @@ FIT_POINTS_PER_CALL = 4_000_000
 
 
 def _fit_batches(rows: list[dict], n_points: int, budget: int) -> list[list[dict]]:
-    """Consecutive groups of clips whose frames x n_points stay within `budget` (at least one clip)."""
-    batches: list[list[dict]] = []
-    used = 0
-    for r in rows:
-        size = len(r["landmarks"]) * n_points
-        if not batches or used + size > budget:
-            batches.append([])
-            used = 0
-        batches[-1].append(r)
-        used += size
-    return batches
+    """Groups of clips whose frames x n_points stay within `budget` (at least one clip each)."""
+    return consecutive_groups(rows, [len(r["landmarks"]) * n_points for r in rows], budget)
 
 
 class CorpusStage(ShardStage):

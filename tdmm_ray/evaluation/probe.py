@@ -9,11 +9,11 @@ scikit-learn; the L2 strength is chosen by k-fold cross-validation on the traini
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from tdmm_ray.threads import torch_threads
 
 STATS = ("mean", "std", "max", "range", "speed_mean", "speed_std")
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -21,16 +21,10 @@ L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 EYE_CORNERS = {68: (36, 45), 468: (33, 263)}
 
 
-@contextmanager
 def one_thread():
-    """Run small torch work on one thread: with tensors this size, intra-op threads mostly wait for
-    each other (measured ~10x more CPU time with 2 threads on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    """Small torch work on one thread: with tensors this size, intra-op threads mostly wait for each
+    other (measured ~10x more CPU time with 2 threads on a busy 2-core machine)."""
+    return torch_threads(1)
 
 
 def sequence_stats(seq: np.ndarray) -> np.ndarray:

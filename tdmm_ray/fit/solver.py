@@ -21,7 +21,7 @@ tdmm_ray.face.geometry's, the same functions the face models and the renderer us
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ from tdmm_ray.fit import problem as prob
 from tdmm_ray.fit.landmark_basis import landmark_function
 from tdmm_ray.fit.priors import expression_prior_vector
 from tdmm_ray.fit.qc import qc_verdicts
+from tdmm_ray.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,9 @@ MIN_DEPTH = 1e-4  # metres: a fit never lets landmarks reach the camera plane
 RIGID, FRAME, SHARED, JOINT = "rigid", "frame", "shared", "joint"  # what a step moves (BatchedFitter.schedule)
 
 
-@contextmanager
 def _lapack_threads(device: torch.device):
-    """Run torch's batched CPU LAPACK calls (thousands of tiny matrices) on one thread: with more,
-    every tiny call pays OpenMP synchronisation and the batch is 10-30x slower on a busy machine."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    """Torch's batched CPU LAPACK calls (thousands of tiny matrices) on one thread; GPUs as they are."""
+    return torch_threads(1) if device.type == "cpu" else nullcontext()
 
 
 @dataclass
