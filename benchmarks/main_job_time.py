@@ -27,7 +27,7 @@ def main() -> int:
     stages = {m.group(1): float(m.group(2)) for m in re.finditer(r"\] (\S+) done in ([\d.]+) s", out)}
     # The run ends with one answer in each direction: keep them with the timing (what `make run` shows).
     answers = [line.strip() for line in out.splitlines() if line.startswith(("Language2Motion", "Motion2Language"))]
-    report = [line.strip() for line in out.splitlines() if line.strip().startswith("eval: ")]
+    report = [line.strip() for line in out.replace("\r", "\n").splitlines() if line.strip().startswith("eval: report=")]
     res = {"seconds": wall, "stages": stages, "budget_seconds": 600, "load_average": os.getloadavg(),
            "answers": answers, "eval": report}
     os.makedirs(OUT, exist_ok=True)

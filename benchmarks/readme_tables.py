@@ -135,8 +135,11 @@ def main_job_time() -> str:
     r = _load("main_job_time")
     total = r["seconds"]
     rows = [[k, f"{v:.1f}"] for k, v in r["stages"].items()] + [["**total**", f"**{total:.0f}**"]]
+    answers = "".join(f"\n    {a}" for a in r.get("answers", []))
+    summary = "".join(f"\n\n{e}" for e in r.get("eval", []))
     return (f"`tdmm run --preset tiny`: {int(total // 60)} min {total % 60:.0f} s (budget {r['budget_seconds'] // 60} min)."
-            "\n\n" + _table(["stage", "seconds"], rows))
+            "\n\n" + _table(["stage", "seconds"], rows)
+            + (f"\n\nIts two answers, verbatim:\n{answers}" if answers else "") + summary)
 
 
 SERVE_COLUMNS = [("clients", "clients", "{}"), ("throughput_rps", "throughput (req/s)", "{:.2f}"),
