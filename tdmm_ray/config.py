@@ -242,6 +242,8 @@ class LMConfig(Section):
     max_length: int = Field(384, ge=32)
     attribute_header: bool = Field(True, description="Motion2Language answers start with 'Emotion: X. Intensity: Y. "
                                    "Head: Z.' before the caption (attributes in a fixed order)")
+    motion_init: Literal["codes", "mean"] = Field("codes", description="start each <motion_k> embedding from what "
+                                                  "code k decodes to (needs the run's tokenizer; else the mean row)")
 
 
 class TrainConfig(Section):
@@ -263,6 +265,9 @@ class TrainConfig(Section):
     val_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of train-split clips held back for "
                                 "validation (checkpoint selection, early stopping); never a held-out composition")
     patience: int = Field(4, ge=0, description="stop after this many validations without a new best (0: never)")
+    recombine: float = Field(0.0, ge=0.0, le=64.0, description="extra training clips per train clip, each the "
+                             "expression stream of one clip with the head stream of another (two-stream tokenizer; "
+                             "never a held-out composition)")
 
 
 class ServeConfig(Section):

@@ -21,16 +21,22 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tdmm_ray.config import TdmmConfig
+import numpy as np
+
 from tdmm_ray.lm.data import VAL, attribute_header, build_examples, template_texts, validation_split
+from tdmm_ray.lm.motion_embedding import code_signatures, init_motion_embeddings
+from tdmm_ray.lm.recombine import recombined_rows
 from tdmm_ray.lm.selection import VAL_KEY, best_record
 from tdmm_ray.lm.train_worker import train_loop, upload_dir
 from tdmm_ray.manifest import Manifest
 from tdmm_ray.storage import Storage, is_s3, s3_endpoint, worker_env
+from tdmm_ray.tokenizer.motion_tokenizer import MotionTokenizer
 
 log = logging.getLogger(__name__)
 
 CORPUS_FIELDS = ("clip_id", "split", "text", "captions", "fps", "n_frames", "tokens")
-ATTRIBUTE_FIELDS = ("emotion", "intensity", "head_motion")  # read when present: the answer header
+# Read when present: the answer header, and the attributes a recombined clip's text is written from.
+ATTRIBUTE_FIELDS = ("emotion", "intensity", "head_motion", "actions", "dynamics", "target_emotion")
 RUN_NAME = "train"
 MAX_EVAL_EXAMPLES = 64
 
@@ -64,23 +70,40 @@ def tokenizer_texts(rows: Sequence[Mapping]) -> list[str]:
     return texts
 
 
-def _base_digest(cfg: TdmmConfig, texts: list[str]) -> str:
+def _base_digest(cfg: TdmmConfig, texts: list[str], signatures: np.ndarray | None) -> str:
     h = hashlib.sha256(json.dumps([cfg.lm.model_dump(mode="json"), cfg.tokenizer.codebook_size, cfg.seed]).encode())
     for t in texts:
         h.update(t.encode())
+    if signatures is not None:
+        h.update(signatures.tobytes())
     return h.hexdigest()[:16]
 
 
-def ensure_base(cfg: TdmmConfig, lm: Storage, texts: list[str], cache_dir: str) -> str:
-    """Write lm/base once (reused while the LM config and corpus text are unchanged); returns a local copy."""
+def motion_signatures(cfg: TdmmConfig, storage: Storage) -> np.ndarray | None:
+    """Code signatures of the run's motion tokenizer for `lm.motion_init=codes` (None: mean rows)."""
+    if cfg.lm.motion_init != "codes":
+        return None
+    if not storage.exists("tokenizer/model.pt"):
+        log.warning("lm.motion_init=codes but %s has no motion tokenizer: motion embeddings start at the mean row",
+                    storage.url("tokenizer"))
+        return None
+    return code_signatures(MotionTokenizer.load(storage.url("tokenizer")))
+
+
+def ensure_base(cfg: TdmmConfig, lm: Storage, texts: list[str], cache_dir: str,
+                signatures: np.ndarray | None = None) -> str:
+    """Write lm/base once (reused while the LM config, corpus text and code signatures are unchanged);
+    returns a local copy."""
     from tdmm_ray.lm.model import local_model_dir, prepare_base
 
-    digest = _base_digest(cfg, texts)
+    digest = _base_digest(cfg, texts, signatures)
     marker = "base/tdmm_base.json"
     if lm.exists(marker) and lm.read_json(marker).get("digest") == digest:
         log.info("reusing the base model in %s", lm.url("base"))
     else:
         model, tokenizer = prepare_base(cfg.lm, cfg.tokenizer.codebook_size, texts, cfg.seed)
+        if signatures is not None:
+            init_motion_embeddings(model, tokenizer, signatures, cfg.seed)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -168,10 +191,13 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
     rows = validation_split(rows, t.val_fraction, cfg.seed)
     texts = tokenizer_texts(rows)
     with tempfile.TemporaryDirectory(prefix="tdmm-base-") as cache:
-        tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache))
+        tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache, motion_signatures(cfg, storage)))
     common = dict(m2l_fraction=t.m2l_fraction, max_length=cfg.lm.max_length, seed=cfg.seed,
                   header=cfg.lm.attribute_header)
-    train_set = build_examples(rows, tokenizer, "train", **common)
+    n_train = sum(r["split"] == "train" for r in rows)
+    extra = recombined_rows(rows, round(t.recombine * n_train), cfg.tokenizer.head_codes,
+                            cfg.tokenizer.downsample, cfg.seed) if t.recombine else []
+    train_set = build_examples([*rows, *extra], tokenizer, "train", **common)
     # Both directions of every validation clip; the test and held-out splits stay untouched.
     eval_set = build_examples(rows, tokenizer, VAL, per_row=2, **common)
     if len(train_set) < t.num_workers:
@@ -181,8 +207,8 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
     if not len(eval_set):
         log.warning("no validation clips (train.val_fraction=%s, %d train rows): lm/final will be the last step",
                     t.val_fraction, sum(r["split"] == "train" for r in rows))
-    log.info("LM data: %d train examples, %d validation examples, %d token ids", len(train_set), len(eval_set),
-             len(train_set.ids))
+    log.info("LM data: %d train examples (%d recombined clips), %d validation examples, %d token ids",
+             len(train_set), len(extra), len(eval_set), len(train_set.ids))
 
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     env = {**worker_env(), "TORCH_EXTENSIONS_DIR": os.environ.get(
