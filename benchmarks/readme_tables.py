@@ -12,19 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tdmm_ray.evaluation.audit_report import probe_table, summary_lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, for record_run when loaded from a test
+from record_run import need  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+TEMPLATE = ROOT / "docs" / "results_section_template.md"
+SMALL_RUN = "small_run"  # benchmarks/record_run.py RUN --name small_run
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
 def _load(name: str) -> dict:
-    return json.loads((RESULTS / f"{name}.json").read_text())
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"{path.relative_to(ROOT)} not found: the README has a block that needs it "
+                         "(record it with benchmarks/record_run.py, or remove the block)")
+    return json.loads(path.read_text())
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -176,11 +188,148 @@ def serve_load() -> str:
     return text
 
 
+# ---- "Results (small preset)": one recorded run, benchmarks/results/small_run.json --------------
+
+SPLIT_TITLES = (("test", "test"), ("heldout", "held-out"))
+M2L_METHODS = (("generated", "model"), ("ground_truth", "reference caption vs others"), ("retrieval", "retrieval baseline"))
+L2M_METHODS = (("generated", "model"), ("ground_truth", "ground-truth motion"), ("retrieval", "retrieval baseline"))
+M2L_COLUMNS = (("bleu1", "BLEU-1", ".3f"), ("bleu4", "BLEU-4", ".3f"), ("rougeL", "ROUGE-L", ".3f"),
+               ("cider", "CIDEr", ".3f"), ("emotion_acc", "emotion acc", ".3f"),
+               ("intensity_acc", "intensity acc", ".3f"), ("head_motion_acc", "head-motion acc", ".3f"))
+L2M_COLUMNS = (("r_precision@1", "R@1", ".3f"), ("r_precision@2", "R@2", ".3f"), ("r_precision@3", "R@3", ".3f"),
+               ("fid", "FID", ".1f"), ("mm_distance", "MM-dist", ".1f"), ("diversity", "diversity", ".1f"),
+               ("multimodality", "multimodality", ".1f"), ("emotion_acc", "emotion acc", ".3f"),
+               ("intensity_acc", "intensity acc", ".3f"), ("head_motion_acc", "head-motion acc", ".3f"),
+               ("l2", "L2", ".2f"), ("token_acc", "token acc", ".3f"))
+WHERE = f"benchmarks/results/{SMALL_RUN}.json"
+
+
+def _num(r: dict, path: str) -> float:
+    value = need(r, path, WHERE)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"{WHERE}: {path!r} is {value!r}, not a number")
+    return value
+
+
+def _cell(value, fmt: str) -> str:
+    return "—" if value is None or isinstance(value, float) and math.isnan(value) else f"{value:{fmt}}"
+
+
+def _method_table(r: dict, direction: str, methods: tuple, columns: tuple, marks: dict | None = None) -> str:
+    """Rows per split and method; only the columns some row has (multimodality is the model's alone)."""
+    tables = {s: need(r, f"splits/{s}/{direction}", WHERE) for s, _ in SPLIT_TITLES}
+    cols = [c for c in columns if any(c[0] in need(t, m, f"{WHERE} splits/{s}/{direction}")
+                                      for s, t in tables.items() for m, _ in methods)]
+    rows = []
+    for split, title in SPLIT_TITLES:
+        for i, (method, label) in enumerate(methods):
+            row = tables[split][method]
+            cells = [_cell(row.get(key), fmt) + (marks or {}).get((method, key), "") for key, _, fmt in cols]
+            rows.append([f"{title} ({need(r, f'splits/{split}/clips', WHERE)})" if i == 0 else title, label, *cells])
+    return _table(["split", "method", *(label for _, label, _ in cols)], rows)
+
+
+def small_run() -> str:
+    r = _load(SMALL_RUN)
+    c, lm, split = need(r, "clips", WHERE), need(r, "lm", WHERE), need(r, "clips/split", WHERE)
+    wall = r.get("wall_seconds")
+    wall = f"{int(wall // 60)} min {wall % 60:.0f} s wall" if wall is not None else "wall time not recorded"
+    planned = f"{c['planned']} clips planned, {c['in_corpus']} in the corpus, " if "planned" in c else ""
+    return (f"`{need(r, 'command', WHERE)}` (seed {r.get('seed')}): {planned}{c['fit_qc_pass']} passed fitting QC; "
+            f"train {split['train']} / test {split['test']} / held-out {split['heldout']} clips; {wall}; "
+            f"LM best step {lm['best_step']} of {lm['steps']}{' (stopped early)' if lm['stopped_early'] else ''}, "
+            f"eval loss {lm['eval_loss']:.2f}; commit `{need(r, 'commit', WHERE)}`, evaluated {r.get('evaluated')}.")
+
+
+def small_m2l() -> str:
+    return (_method_table(_load(SMALL_RUN), "m2l", M2L_METHODS, M2L_COLUMNS)
+            + "\n\nIntensity acc here scores every clip, neutral ones included; the goals use the signal audit's "
+            "model-text figure, which leaves them out.")
+
+
+def small_l2m() -> str:
+    marks = {("ground_truth", "fid"): "¹"}
+    return (_method_table(_load(SMALL_RUN), "l2m", L2M_METHODS, L2M_COLUMNS, marks)
+            + "\n\n¹ FID of one half of the ground truth against the other: the noise floor at this sample size.")
+
+
+def small_audit() -> str:
+    audit = need(_load(SMALL_RUN), "audit", WHERE)
+    return "\n\n".join(summary_lines(audit)) + "\n\n" + _table(*probe_table(audit))
+
+
+def _goal(label: str, target: str, measured: str, met: bool) -> list[str]:
+    return [label, target, measured, "yes" if met else "**no**"]
+
+
+def _at_least(r: dict, label: str, path: str, target: float, note: str = "") -> list[str]:
+    value = _num(r, path)
+    return _goal(label, f"≥ {target:.2f}", f"{value:.3f}{note}", value >= target)
+
+
+def _within_fit(r: dict, axis: str, margin: float = 0.05) -> list[str]:
+    """The tokenizer may lose at most `margin` of what a probe reads from the fit it reconstructs."""
+    fit = _num(r, f"audit/sources/fit/{axis}/heldout/accuracy")
+    tok = _num(r, f"audit/sources/tokenizer reconstruction/{axis}/heldout/accuracy")
+    return _goal(f"{axis} from the tokenizer reconstruction, within {margin} of the fit", f"≥ {fit - margin:.3f}",
+                 f"{tok:.3f} (fit {fit:.3f})", tok >= fit - margin)
+
+
+def _head_every_source(r: dict, target: float = 0.95) -> list[str]:
+    # Every probed motion source (those with channels); the model's text has its own M2L row.
+    sources = {s: row for s, row in need(r, "audit/sources", WHERE).items() if row.get("channels")}
+    if not sources:
+        raise ValueError(f"{WHERE}: no probed source under 'audit/sources'")
+    acc = {s: _num(r, f"audit/sources/{s}/head_motion/heldout/accuracy") for s in sources}
+    worst = min(acc, key=acc.get)
+    return _goal(f"head motion from every source ({', '.join(acc)})", f"≥ {target:.2f}",
+                 f"lowest {acc[worst]:.3f} ({worst})", acc[worst] >= target)
+
+
+def small_goals() -> str:
+    r = _load(SMALL_RUN)
+    h = "splits/heldout/l2m"
+    gt = f" (ground truth {_num(r, f'{h}/ground_truth/r_precision@3'):.3f})"
+    gt_emotion = f" (ground truth {_num(r, f'{h}/ground_truth/emotion_acc'):.3f})"
+    r3, r3_ret = _num(r, f"{h}/generated/r_precision@3"), _num(r, f"{h}/retrieval/r_precision@3")
+    fid, fid_ret = _num(r, f"{h}/generated/fid"), _num(r, f"{h}/retrieval/fid")
+    detector = need(r, "audit/run/detector", WHERE)
+    rows = [
+        _at_least(r, "M2L emotion accuracy", "splits/heldout/m2l/generated/emotion_acc", 0.90),
+        _at_least(r, "M2L head-motion accuracy", "splits/heldout/m2l/generated/head_motion_acc", 0.95),
+        _at_least(r, "M2L intensity accuracy, neutral excluded (signal audit, model text)",
+                  "audit/sources/model text (M2L)/intensity/heldout/accuracy", 0.70),
+        _at_least(r, "L2M evaluator R-precision@3", f"{h}/generated/r_precision@3", 0.80, gt),
+        _at_least(r, "L2M: the classifier reads the intended emotion from generated motion",
+                  f"{h}/generated/emotion_acc", 0.85, gt_emotion),
+        _goal("L2M R-precision@3 above the retrieval baseline", f"> {r3_ret:.3f}", f"{r3:.3f}", r3 > r3_ret),
+        _goal("L2M FID below the retrieval baseline (lower is better)", f"< {fid_ret:.1f}", f"{fid:.1f}", fid < fid_ret),
+        _at_least(r, f"emotion from the fit (landmarks: {detector})", "audit/sources/fit/emotion/heldout/accuracy", 0.90),
+        _at_least(r, "intensity from the fit, neutral excluded", "audit/sources/fit/intensity/heldout/accuracy", 0.65),
+        _within_fit(r, "emotion"),
+        _within_fit(r, "intensity"),
+        _head_every_source(r),
+    ]
+    met = sum(row[-1] == "yes" for row in rows)
+    return _table(["goal (held-out compositions)", "target", "measured", "met?"], rows) + \
+        f"\n\n{met} of {len(rows)} goals met."
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "render": render, "procedural": procedural, "fit_vs_scipy": fit_vs_scipy, "fit_accuracy": fit_accuracy,
     "tokenizer": tokenizer, "lm_train": lm_train, "pipeline_scaling": pipeline_scaling,
     "main_job_time": main_job_time, "serve_load": serve_load,
+    "small_run": small_run, "small_goals": small_goals, "small_m2l": small_m2l, "small_l2m": small_l2m,
+    "small_audit": small_audit,
 }
+# Tables of a results file that is recorded by hand after a long run: the README needs their blocks
+# only once the file exists (docs/results_section_template.md holds the blocks to paste).
+NEEDS_FILE = {name: SMALL_RUN for name in ("small_run", "small_goals", "small_m2l", "small_l2m", "small_audit")}
+
+
+def expected_blocks() -> set[str]:
+    """The tables the README must hold: all, less those whose results file is not recorded yet."""
+    return {name for name in TABLES if name not in NEEDS_FILE or (RESULTS / f"{NEEDS_FILE[name]}.json").is_file()}
 
 
 def regenerate(text: str) -> tuple[str, list[str]]:
@@ -209,7 +358,7 @@ def main() -> int:
     args = ap.parse_args()
     text = README.read_text()
     new, changed = regenerate(text)
-    missing = sorted(set(TABLES) - set(blocks_in(text)))
+    missing = sorted(expected_blocks() - set(blocks_in(text)))
     if missing:
         print(f"README has no block for: {', '.join(missing)}", file=sys.stderr)
     if args.check:
