@@ -5,7 +5,15 @@ rewrites what lies between them from the results file, so a number in the README
 in the results. `--check` rewrites nothing and exits 1 when any block differs (tests/test_readme_numbers.py
 runs the same check).
 
-    .venv/bin/python benchmarks/readme_tables.py [--check]
+    .venv/bin/python benchmarks/readme_tables.py [--check] [--render FILE]
+
+The "Results (small preset)" tables (small_*) come from one recorded run, benchmarks/results/small_run.json,
+which a long run produces by hand; until that file exists the README needs no block for them. To publish a run:
+
+    .venv/bin/python benchmarks/record_run.py runs/small --command "tdmm run --preset small" --wall-seconds S
+    .venv/bin/python benchmarks/readme_tables.py --render docs/results_section_template.md   # preview
+    # paste the template's blocks and prose under "## Results (small preset)" in README.md, then:
+    .venv/bin/python benchmarks/readme_tables.py
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 def _load(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
-        raise ValueError(f"{path.relative_to(ROOT)} not found: the README has a block that needs it "
+        raise ValueError(f"{path.relative_to(ROOT)} not found, and a table block needs it "
                          "(record it with benchmarks/record_run.py, or remove the block)")
     return json.loads(path.read_text())
 
@@ -353,9 +361,21 @@ def blocks_in(text: str) -> list[str]:
 
 
 def main() -> int:
+    try:
+        return run()
+    except ValueError as e:
+        print(f"readme_tables: {e}", file=sys.stderr)
+        return 1
+
+
+def run() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if README differs from the results")
+    ap.add_argument("--render", type=Path, metavar="FILE", help="print FILE with its blocks filled; README untouched")
     args = ap.parse_args()
+    if args.render:
+        print(regenerate(args.render.read_text())[0], end="")
+        return 0
     text = README.read_text()
     new, changed = regenerate(text)
     missing = sorted(expected_blocks() - set(blocks_in(text)))
