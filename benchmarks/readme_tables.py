@@ -42,7 +42,7 @@ BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 def _load(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
-        raise ValueError(f"{path.relative_to(ROOT)} not found, and a table block needs it "
+        raise ValueError(f"{path} not found, and a table block needs it "
                          "(record it with benchmarks/record_run.py, or remove the block)")
     return json.loads(path.read_text())
 
@@ -243,7 +243,8 @@ def small_run() -> str:
     wall = r.get("wall_seconds")
     wall = f"{int(wall // 60)} min {wall % 60:.0f} s wall" if wall is not None else "wall time not recorded"
     planned = f"{c['planned']} clips planned, {c['in_corpus']} in the corpus, " if "planned" in c else ""
-    return (f"`{need(r, 'command', WHERE)}` (seed {r.get('seed')}): {planned}{c['fit_qc_pass']} passed fitting QC; "
+    seed = f" (seed {r['seed']})" if r.get("seed") is not None else ""
+    return (f"`{need(r, 'command', WHERE)}`{seed}: {planned}{c['fit_qc_pass']} passed fitting QC; "
             f"train {split['train']} / test {split['test']} / held-out {split['heldout']} clips; {wall}; "
             f"LM best step {lm['best_step']} of {lm['steps']}{' (stopped early)' if lm['stopped_early'] else ''}, "
             f"eval loss {lm['eval_loss']:.2f}; commit `{need(r, 'commit', WHERE)}`, evaluated {r.get('evaluated')}.")
