@@ -127,16 +127,29 @@ def ray_storage(url: str) -> tuple[str, Any]:
     return url[len("s3://"):], pafs.S3FileSystem(**kwargs)
 
 
-def check_compatible(lm: Storage, cfg: TdmmConfig) -> None:
-    """A checkpoint can only resume under the same strategy, ZeRO stage and world size."""
+STALE = (RUN_NAME, "metrics.jsonl", "summary.json", "loss.png", "final")
+
+
+def check_compatible(lm: Storage, cfg: TdmmConfig, base_digest: str) -> None:
+    """Checkpoints resume only from the same base model (LM config, corpus text, motion codes) and
+    under the same strategy, ZeRO stage and world size.
+
+    Checkpoints of another base model cannot be loaded at all (other shapes or another vocabulary),
+    so they and what they produced are removed and training starts afresh, with a warning; the same
+    model under another parallel layout is an error (its shards could be resumed by hand)."""
     layout = {"strategy": cfg.train.strategy, "zero_stage": cfg.train.zero_stage if cfg.train.strategy == "deepspeed" else None,
               "num_workers": cfg.train.num_workers}
     if lm.exists("run.json") and lm.list(RUN_NAME):
         previous = lm.read_json("run.json")
-        if previous != layout:
+        if previous.get("base") != base_digest:
+            log.warning("%s holds checkpoints of another base model (LM config, corpus text or motion tokenizer "
+                        "changed): removing them and training afresh", lm.url(RUN_NAME))
+            for rel in STALE:
+                lm.delete(rel)
+        elif {k: previous.get(k) for k in layout} != layout:
             raise ValueError(f"{lm.url(RUN_NAME)} holds checkpoints from {previous}, which cannot resume as {layout}; "
                              "use another run folder or the same train settings")
-    lm.write_json("run.json", layout)
+    lm.write_json("run.json", {**layout, "base": base_digest})
 
 
 def plot_losses(history: list[dict[str, Any]], path: str) -> None:
@@ -187,11 +200,12 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
     else:
         rows = list(corpus)
     lm = Storage(storage.url("lm"))
-    check_compatible(lm, cfg)
     rows = validation_split(rows, t.val_fraction, cfg.seed)
     texts = tokenizer_texts(rows)
+    signatures = motion_signatures(cfg, storage)
+    check_compatible(lm, cfg, _base_digest(cfg, texts, signatures))
     with tempfile.TemporaryDirectory(prefix="tdmm-base-") as cache:
-        tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache, motion_signatures(cfg, storage)))
+        tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache, signatures))
     common = dict(m2l_fraction=t.m2l_fraction, max_length=cfg.lm.max_length, seed=cfg.seed,
                   header=cfg.lm.attribute_header)
     n_train = sum(r["split"] == "train" for r in rows)
