@@ -170,7 +170,18 @@ class DiffusionConfig(Section):
 class LandmarksConfig(Section):
     detector: Literal["projected", "dlib", "fan", "mediapipe"] = "projected"
     noise_px: float = Field(0.0, ge=0, description="Gaussian noise added to projected landmarks (pixels)")
+    points: Literal["ibug68", "mediapipe468"] = Field(
+        "ibug68", description="point set of projected landmarks: the 68 iBUG points, or MediaPipe's 468 "
+                              "through the face model's embedding (detector=projected only)")
     pool: StagePoolConfig = Field(default_factory=StagePoolConfig)
+
+    @model_validator(mode="after")
+    def _points_only_projected(self) -> "LandmarksConfig":
+        # A real detector's point set is fixed by the detector (registry.DETECTOR_POINTS).
+        if self.points != "ibug68" and self.detector != "projected":
+            raise ValueError(f"landmarks.points={self.points!r} is for detector=projected only; "
+                             f"the {self.detector!r} detector's point set is fixed")
+        return self
 
 
 class FitConfig(Section):
@@ -323,6 +334,8 @@ class TdmmConfig(Section):
     def digest(self, *sections: str) -> str:
         """Stable hash of the whole config, or of the named sections (what a stage depends on)."""
         data = self.model_dump(mode="json")
+        if data["landmarks"]["points"] == "ibug68":  # the default, added later: runs made before keep their digests
+            del data["landmarks"]["points"]
         if sections:
             data = {k: data[k] for k in sections}
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

@@ -20,7 +20,8 @@ from tdmm_ray.data_engine.base import ShardStage, error_text, rows_to_table
 from tdmm_ray.face.registry import load_face_model
 from tdmm_ray.fit.solver import BatchedFitter
 from tdmm_ray.landmarks import make_detector, point_set_of
-from tdmm_ray.landmarks.projected import ProjectedDetector
+from tdmm_ray.fit.landmark_basis import landmark_embedding
+from tdmm_ray.landmarks.projected import ProjectedDetector, project_embedded
 from tdmm_ray.prompts.render import caption
 from tdmm_ray.render.video import read_video
 from tdmm_ray.schema import CLIP_COLUMNS, CORPUS_COLUMNS, FIT_COLUMNS, LANDMARK_COLUMNS, from_nested, to_nested
@@ -68,8 +69,12 @@ class LandmarkStage(ShardStage):
         super().__init__(cfg_json, storage_root)
         lm = self.cfg.landmarks
         self.detector = None
+        self.dense = None  # (face model, embedding) when projected points are computed, not read from the clip
         if lm.detector != "projected":
             self.detector = make_detector(lm.detector)
+        elif lm.points != "ibug68":
+            model = load_face_model(self.cfg.face)
+            self.dense = (model, landmark_embedding(model, lm.points))
 
     @staticmethod
     def _found(points: np.ndarray, conf: np.ndarray, name: str) -> dict:
@@ -86,12 +91,24 @@ class LandmarkStage(ShardStage):
             try:
                 if row.get("gt_landmarks") is None:
                     raise ValueError("projected landmarks need procedural ground truth; this clip has none")
-                det = ProjectedDetector(self.cfg.landmarks.noise_px, seed=int(row["seed"]))
-                fields.append(self._found(*det.detect(ground_truth=np.asarray(row["gt_landmarks"], np.float32)),
-                                          det.name))
+                lm = self.cfg.landmarks
+                det = ProjectedDetector(lm.noise_px, seed=int(row["seed"]), points=lm.points)
+                fields.append(self._found(*det.detect(ground_truth=self._truth(row)), det.name))
             except Exception as err:  # noqa: BLE001 - the clip gets the error, the shard goes on
                 fields.append(self._failed(err))
         return fields
+
+    def _truth(self, row: dict) -> np.ndarray:
+        """The clip's noiseless projected points: its gt_landmarks (68), or the embedded points of
+        its face model posed and projected from the ground-truth parameters."""
+        if self.dense is None:
+            return np.asarray(row["gt_landmarks"], np.float32)
+        model, emb = self.dense
+        if row.get("face_model") != model.name:
+            raise ValueError(f"clip of face model {row.get('face_model')!r}, but this run's model is {model.name!r}")
+        return project_embedded(model, emb.faces, emb.bary, from_nested(row["gt_identity"]),
+                                from_nested(row["gt_expression"]), from_nested(row["gt_rotation"]),
+                                from_nested(row["gt_translation"]), row["gt_focal"], row["width"], row["height"])
 
     def _from_videos(self, rows: list[dict]) -> list[dict]:
         """Per clip the row fields from the detector on its video, or its error. The readable videos
