@@ -27,6 +27,7 @@ from tdmm_ray.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 POINT_SETS = ("ibug68", "mediapipe468")
+SUBSETS = "\n## Subsets of the 468 points"  # a section written by hand from projected_dense_subsets.py's output
 
 
 def overrides(point_set: str, n_prompts: int, storage: Path) -> list[str]:
@@ -79,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     out = ROOT / "benchmarks" / "results" / "projected_dense"
     if args.markdown_only:
-        out.with_suffix(".md").write_text(markdown(json.loads(out.with_suffix(".json").read_text())))
+        write_markdown(out, json.loads(out.with_suffix(".json").read_text()))
         return
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -100,8 +101,15 @@ def main() -> None:
             "probe_clips": audit["clips"], "probes": probes(audit)}
         print(json.dumps(result["runs"][point_set], indent=1), flush=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(markdown(result))
+    write_markdown(out, result)
     print(markdown(result))
+
+
+def write_markdown(out: Path, result: dict) -> None:
+    """The table, keeping the subsets section (benchmarks/projected_dense_subsets.py) already in the file."""
+    md = out.with_suffix(".md")
+    kept = md.read_text().partition(SUBSETS)[2] if md.exists() else ""
+    md.write_text(markdown(result) + (SUBSETS + kept if kept else ""))
 
 
 def markdown(res: dict) -> str:

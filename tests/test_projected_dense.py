@@ -107,3 +107,10 @@ def test_landmark_stage_gives_named_dense_points(tmp_path):
     assert out[0]["status"] == "ok" and out[0]["detector"] == "projected468+noise0.5"
     assert np.asarray(out[0]["landmarks"]).shape == (10, 468, 2)
     assert out[1]["status"] == "error" and "face model" in out[1]["error"]
+
+
+def test_audit_names_dense_projections():
+    from tdmm_ray.evaluation.audit import _detector_label
+
+    assert _detector_label(load_config("tiny").landmarks) == "projected"
+    assert _detector_label(load_config("tiny", overrides=["landmarks.points=mediapipe468"]).landmarks) == "projected468"

@@ -283,6 +283,11 @@ def channel_agreement(run: RunMotion, names: list[str]) -> dict:
             "mean_undriven_weight": float(np.mean(list(undriven.values()))) if undriven else None}
 
 
+def _detector_label(lm) -> str:
+    """The detector as its landmark rows name it, without the noise: 'projected468' for dense projections."""
+    return "projected468" if lm.detector == "projected" and lm.points == "mediapipe468" else lm.detector
+
+
 def run_audit(cfg, m2l_outputs: dict[str, list[dict]] | None = None, write: bool = True) -> dict:
     """Audit the run at cfg.storage; writes eval/audit.{json,md,png} unless write=False."""
     from tdmm_ray.evaluation.audit_report import audit_markdown, audit_plot
@@ -296,7 +301,7 @@ def run_audit(cfg, m2l_outputs: dict[str, list[dict]] | None = None, write: bool
     result = probe_sources(run, seed=cfg.seed)
     result["sources"][MODEL_TEXT] = model_text_row(m2l_outputs)
     result["fit_vs_truth"] = channel_agreement(run, load_face_model(cfg.face).expression_names)
-    result["run"] = {"storage": cfg.storage, "face_model": cfg.face.model, "detector": cfg.landmarks.detector}
+    result["run"] = {"storage": cfg.storage, "face_model": cfg.face.model, "detector": _detector_label(cfg.landmarks)}
     if write:
         store.write_text("eval/audit.json", json.dumps(result, indent=2))
         store.write_text("eval/audit.md", audit_markdown(result))
