@@ -253,6 +253,8 @@ class LMConfig(Section):
     max_length: int = Field(384, ge=32)
     attribute_header: bool = Field(True, description="Motion2Language answers start with 'Emotion: X. Intensity: Y. "
                                    "Head: Z.' before the caption (attributes in a fixed order)")
+    guidance: float = Field(1.0, ge=1.0, le=10.0, description="Language2Motion classifier-free guidance scale "
+                            "against the empty prompt (1 = off; learnt from train.l2m_uncond)")
     motion_init: Literal["codes", "mean"] = Field("codes", description="start each <motion_k> embedding from what "
                                                   "code k decodes to (needs the run's tokenizer; else the mean row)")
 
@@ -276,6 +278,8 @@ class TrainConfig(Section):
     val_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of train-split clips held back for "
                                 "validation (checkpoint selection, early stopping); never a held-out composition")
     patience: int = Field(4, ge=0, description="stop after this many validations without a new best (0: never)")
+    l2m_uncond: float = Field(0.1, ge=0.0, le=0.5, description="share of Language2Motion examples trained with "
+                              "an empty prompt (the unconditional model that lm.guidance contrasts with)")
     recombine: float = Field(0.0, ge=0.0, le=64.0, description="extra training clips per train clip, each the "
                              "expression stream of one clip with the head stream of another (two-stream tokenizer; "
                              "never a held-out composition)")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tdmm_ray.config import LMConfig
+from tdmm_ray.lm.data import build_examples, l2m_prompt_ids, prompt_plan
 from tdmm_ray.lm.model import prepare_base
 from tdmm_ray.lm.motion_embedding import code_signatures, init_motion_embeddings
 from tdmm_ray.lm.recombine import held_out_pairs, recombine_codes, recombined_rows
@@ -96,3 +97,21 @@ def test_motion_embeddings_start_from_code_signatures():
     assert order > 0.8
     with pytest.raises(ValueError, match="codebook"):
         init_motion_embeddings(model, hf, sig[:8])
+
+
+def test_l2m_instructions_carry_the_parsed_plan_and_some_are_unconditional():
+    lm = LMConfig(hidden_size=32, layers=1, heads=2, vocab_size=300, max_length=256)
+    rows = synthetic_corpus(16, 16)
+    _, hf = prepare_base(lm, 16, tokenizer_texts(rows))
+    prompt = "A person slowly becomes clearly happy while nodding."
+    assert prompt_plan(prompt) == "Emotion: happy. Intensity: moderate. Head: nod."
+    assert prompt_plan("a face") == ""
+    text = hf.decode(l2m_prompt_ids(hf, prompt))
+    assert "Emotion: happy. Intensity: moderate. Head: nod. Animate a face:" in text
+    assert "Emotion" not in hf.decode(l2m_prompt_ids(hf, prompt, plan=False))
+    packed = build_examples(rows, hf, "train", m2l_fraction=0.0, per_row=4, uncond_fraction=0.3, seed=1)
+    texts = [hf.decode(packed.example(i)[0][:packed.example(i)[1]]) for i in range(len(packed))]
+    empty = sum("head" not in t for t in texts)  # every synthetic prompt names the head; no template does
+    assert 0.15 * len(texts) < empty < 0.45 * len(texts)
+    with pytest.raises(ValueError, match="uncond_fraction"):
+        build_examples(rows, hf, "train", uncond_fraction=1.0)

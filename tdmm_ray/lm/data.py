@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tdmm_ray.lm.text_tokenizer import ASSISTANT, USER
 from tdmm_ray.lm.vocab import codes_to_token_ids, marker_ids
+from tdmm_ray.prompts.parser import parse_attributes
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,26 @@ def motion_span(tokenizer: PreTrainedTokenizerBase, codes: Sequence[int]) -> lis
     return [start, *codes_to_token_ids(codes, tokenizer), end]
 
 
+def prompt_plan(prompt: str) -> str:
+    """The attribute header the prompt parser reads from a Language2Motion prompt ('' unless it names
+    an emotion, an intensity and a head motion)."""
+    return attribute_header(parse_attributes(prompt))
+
+
 def l2m_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, seconds: float | None = None,
-                   template: int = 0) -> list[int]:
-    """Prompt ids of a Language2Motion request (ends with <|assistant|>)."""
+                   template: int = 0, plan: bool = True) -> list[int]:
+    """Prompt ids of a Language2Motion request (ends with <|assistant|>). With `plan`, the
+    instruction starts with the attributes the prompt parser reads from the prompt, in the
+    Motion2Language header's order: the model then conditions on three fixed-position words
+    as well as on the free wording (measured on the tiny preset without it, the motion's likelihood
+    barely depended on the prompt: 1.86 vs 1.93 nats for the right and a wrong prompt)."""
     if seconds is None:
         text = L2M_TEMPLATES[template % len(L2M_TEMPLATES)].format(prompt=prompt)
     else:
         text = L2M_DURATION_TEMPLATES[template % len(L2M_DURATION_TEMPLATES)].format(
             prompt=prompt, seconds=format_seconds(seconds))
-    return _turn(tokenizer, _text_ids(tokenizer, text))
+    head = prompt_plan(prompt) if plan else ""
+    return _turn(tokenizer, _text_ids(tokenizer, f"{head} {text}" if head else text))
 
 
 def m2l_prompt_ids(tokenizer: PreTrainedTokenizerBase, codes: Sequence[int], template: int = 0) -> list[int]:
@@ -173,14 +185,18 @@ def check_rows(rows: Sequence[Mapping]) -> None:
 
 def build_examples(rows: Sequence[Mapping], tokenizer: PreTrainedTokenizerBase, split: str = "train",
                    m2l_fraction: float = 0.5, per_row: int = 2, max_length: int = 384, seed: int = 0,
-                   header: bool = True) -> PackedExamples:
+                   header: bool = True, uncond_fraction: float = 0.0) -> PackedExamples:
     """Instruction examples from the rows of one split (other splits are skipped, never mixed in).
 
     Each row gives `per_row` examples; a share `m2l_fraction` of all examples are Motion2Language.
+    A share `uncond_fraction` of Language2Motion examples has an empty prompt: the unconditional
+    model that classifier-free guidance contrasts with (generate.guide).
     Examples longer than `max_length` are dropped with a warning: cutting would remove part of a
     motion or a caption, and the model would learn truncated answers."""
     if not 0.0 <= m2l_fraction <= 1.0:
         raise ValueError(f"m2l_fraction must be in [0, 1], got {m2l_fraction}")
+    if not 0.0 <= uncond_fraction < 1.0:
+        raise ValueError(f"uncond_fraction must be in [0, 1), got {uncond_fraction}")
     check_rows(rows)
     # Rows without motion tokens (a clip the tokenizer skipped) cannot make either direction.
     chosen = [r for r in rows if r["split"] == split and r["tokens"] is not None and len(r["tokens"]) > 0]
@@ -198,7 +214,8 @@ def build_examples(rows: Sequence[Mapping], tokenizer: PreTrainedTokenizerBase, 
         codes = [int(c) for c in row["tokens"]]
         if direction == L2M:
             seconds = float(row["n_frames"]) / float(row["fps"]) if rng.random() < 0.5 else None
-            prompt = l2m_prompt_ids(tokenizer, str(row["text"]), seconds, rng.randrange(len(L2M_TEMPLATES) * 3))
+            text = "" if rng.random() < uncond_fraction else str(row["text"])
+            prompt = l2m_prompt_ids(tokenizer, text, seconds, rng.randrange(len(L2M_TEMPLATES) * 3), plan=header)
             answer = motion_span(tokenizer, codes) + [eos]
         else:
             captions = [c for c in (row["captions"] or []) if c] or [str(row["text"])]

@@ -240,13 +240,29 @@ def stepper(model: PreTrainedModel, lean: bool = True):
     return cached[1]
 
 
+def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance over a batch of [conditional rows; their unconditional twins]:
+    log p_c + (scale - 1) * (log p_c - log p_u) for each conditional row."""
+    n = logits.shape[0] // 2
+    cond, uncond = logits[:n].log_softmax(-1), logits[n:].log_softmax(-1)
+    return torch.nan_to_num(cond + (scale - 1.0) * (cond - uncond), nan=-math.inf, neginf=-math.inf)
+
+
 def decode(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int, eos_id: int, max_new: int,
-           rows: Sequence[Sampling], constraints: Sequence[Constraint], lean: bool = True) -> list[list[int]]:
+           rows: Sequence[Sampling], constraints: Sequence[Constraint], lean: bool = True,
+           uncond: Sequence[Sequence[int]] | None = None, guidance: float = 1.0) -> list[list[int]]:
     """Token ids each row generates (up to, not including, eos), one model step per token with a
-    KV cache; stops when every row has ended."""
+    KV cache; stops when every row has ended. With `uncond` (one prompt per row) and guidance > 1,
+    each row also runs its unconditional twin, which is fed the row's own tokens, and the row samples
+    from the guided scores (see `guide`), so a row still depends only on its own prompts."""
     if len(rows) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(rows)} sampling settings")
-    ids, mask = left_pad(prompts, pad_id)
+    guided = uncond is not None and guidance != 1.0
+    if guided and len(uncond) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(uncond)} unconditional prompts")
+    if guidance < 1.0:
+        raise ValueError(f"guidance must be >= 1 (1 = off), got {guidance}")
+    ids, mask = left_pad([*prompts, *uncond] if guided else prompts, pad_id)
     sample = RowSampler(rows)
     generated = torch.full((len(prompts), max_new), pad_id, dtype=torch.long)
     done = torch.zeros(len(prompts), dtype=torch.bool)
@@ -255,6 +271,8 @@ def decode(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int
         logits = run.prefill(ids, mask, max_new)
         for step in range(max_new):
             logits = logits.float().cpu()
+            if guided:
+                logits = guide(logits, guidance)
             for constraint in constraints:
                 logits = constraint(step, generated[:, :step], logits)
             token = torch.where(done, pad_id, sample(logits, ~done))
@@ -262,7 +280,7 @@ def decode(model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int
             done |= token == eos_id
             if bool(done.all()) or step == max_new - 1:
                 break
-            logits = run.step(token)
+            logits = run.step(torch.cat([token, token]) if guided else token)
     result = []
     for row in generated.tolist():
         result.append(row[:row.index(eos_id)] if eos_id in row else row)
@@ -274,11 +292,15 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
                           temperature: float | Sequence[float] = 0.8, top_k: int | Sequence[int] = 0,
                           top_p: float | Sequence[float] = 1.0, seed: int | Sequence[int] = 0,
                           length_tolerance: float = 0.0, with_duration_hint: bool = True,
-                          decode_tokens: Callable[[list[int]], Any] | None = None, lean: bool = True) -> list[Any]:
+                          decode_tokens: Callable[[list[int]], Any] | None = None, lean: bool = True,
+                          guidance: float = 1.0, plan: bool = True) -> list[Any]:
     """Language2Motion: one motion-code list per prompt (or `decode_tokens(codes)` when given, e.g.
     the VQ decoder turning codes into per-frame parameters). Lengths follow `seconds`; with
     `length_tolerance` t the model may end anywhere within +-t of the target. Sampling settings are
-    scalars (every prompt) or one per prompt. lean=False forces the Hugging Face forward."""
+    scalars (every prompt) or one per prompt. `guidance` > 1: classifier-free guidance against the
+    empty prompt (the model learns it from `train.l2m_uncond`). `plan`: the instruction starts with
+    the attributes the parser reads from the prompt (as in training with lm.attribute_header).
+    lean=False forces the Hugging Face forward."""
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts given")
@@ -295,10 +317,13 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     lo = torch.tensor([max(1, math.floor(n * (1 - length_tolerance))) for n in targets])
     hi = torch.tensor([max(1, math.ceil(n * (1 + length_tolerance))) for n in targets])
     start_id, end_id = marker_ids(tokenizer)
-    batch = [l2m_prompt_ids(tokenizer, p.strip(), s if with_duration_hint else None) + [start_id]
+    batch = [l2m_prompt_ids(tokenizer, p.strip(), s if with_duration_hint else None, plan=plan) + [start_id]
              for p, s in zip(prompts, durations)]
+    uncond = [l2m_prompt_ids(tokenizer, "", s if with_duration_hint else None, plan=plan) + [start_id]
+              for s in durations]
     out = decode(model, batch, tokenizer.pad_token_id, end_id, int(hi.max()) + 1, rows,
-                 [MotionOnly(motion_token_range(tokenizer), end_id, lo, hi)], lean=lean)
+                 [MotionOnly(motion_token_range(tokenizer), end_id, lo, hi)], lean=lean, uncond=uncond,
+                 guidance=guidance)
     results = []
     for row in out:
         codes = token_ids_to_codes(row, tokenizer)

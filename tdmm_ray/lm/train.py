@@ -127,23 +127,33 @@ def ray_storage(url: str) -> tuple[str, Any]:
     return url[len("s3://"):], pafs.S3FileSystem(**kwargs)
 
 
+def _resume_digest(cfg: TdmmConfig, base_digest: str) -> str:
+    """What a checkpoint must share to be resumed: the base model and how the examples are made."""
+    t = cfg.train
+    data = [t.m2l_fraction, t.val_fraction, t.recombine, t.l2m_uncond, t.batch_size, cfg.lm.max_length]
+    return hashlib.sha256(json.dumps([base_digest, data]).encode()).hexdigest()[:16]
+
+
 STALE = (RUN_NAME, "metrics.jsonl", "summary.json", "loss.png", "final")
 
 
 def check_compatible(lm: Storage, cfg: TdmmConfig, base_digest: str) -> None:
-    """Checkpoints resume only from the same base model (LM config, corpus text, motion codes) and
-    under the same strategy, ZeRO stage and world size.
+    """Checkpoints resume only from the same base model and training examples (LM config, corpus text,
+    motion codes, example mix: `base_digest`) and under the same strategy, ZeRO stage and world size.
 
     Checkpoints of another base model cannot be loaded at all (other shapes or another vocabulary),
-    so they and what they produced are removed and training starts afresh, with a warning; the same
-    model under another parallel layout is an error (its shards could be resumed by hand)."""
+    and those of other examples would continue another training run, so they and what they produced
+    are removed and training starts afresh, with a warning; the same model under another parallel
+    layout is an error (its shards could be resumed by hand). Steps, learning rate and validation
+    settings may change between a run and its resumption."""
     layout = {"strategy": cfg.train.strategy, "zero_stage": cfg.train.zero_stage if cfg.train.strategy == "deepspeed" else None,
               "num_workers": cfg.train.num_workers}
     if lm.exists("run.json") and lm.list(RUN_NAME):
         previous = lm.read_json("run.json")
         if previous.get("base") != base_digest:
-            log.warning("%s holds checkpoints of another base model (LM config, corpus text or motion tokenizer "
-                        "changed): removing them and training afresh", lm.url(RUN_NAME))
+            log.warning("%s holds checkpoints of another base model or example mix (LM config, corpus text, "
+                        "motion tokenizer or train data settings changed): removing them and training afresh",
+                        lm.url(RUN_NAME))
             for rel in STALE:
                 lm.delete(rel)
         elif {k: previous.get(k) for k in layout} != layout:
@@ -203,7 +213,7 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
     rows = validation_split(rows, t.val_fraction, cfg.seed)
     texts = tokenizer_texts(rows)
     signatures = motion_signatures(cfg, storage)
-    check_compatible(lm, cfg, _base_digest(cfg, texts, signatures))
+    check_compatible(lm, cfg, _resume_digest(cfg, _base_digest(cfg, texts, signatures)))
     with tempfile.TemporaryDirectory(prefix="tdmm-base-") as cache:
         tokenizer = AutoTokenizer.from_pretrained(ensure_base(cfg, lm, texts, cache, signatures))
     common = dict(m2l_fraction=t.m2l_fraction, max_length=cfg.lm.max_length, seed=cfg.seed,
@@ -211,7 +221,7 @@ def train_lm(cfg: TdmmConfig, storage: Storage, corpus: str | Sequence[Mapping] 
     n_train = sum(r["split"] == "train" for r in rows)
     extra = recombined_rows(rows, round(t.recombine * n_train), cfg.tokenizer.head_codes,
                             cfg.tokenizer.downsample, cfg.seed) if t.recombine else []
-    train_set = build_examples([*rows, *extra], tokenizer, "train", **common)
+    train_set = build_examples([*rows, *extra], tokenizer, "train", uncond_fraction=t.l2m_uncond, **common)
     # Both directions of every validation clip; the test and held-out splits stay untouched.
     eval_set = build_examples(rows, tokenizer, VAL, per_row=2, **common)
     if len(train_set) < t.num_workers:
