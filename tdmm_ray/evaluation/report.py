@@ -143,6 +143,7 @@ def run_eval(cfg: TdmmConfig) -> dict:
     for split, d in results["splits"].items():
         if "l2m" in d:
             summary[f"{split}_m2l_emotion_acc"] = round(d["m2l"]["generated"]["emotion_acc"], 3)
+            summary[f"{split}_m2l_head_motion_acc"] = round(d["m2l"]["generated"]["head_motion_acc"], 3)
             summary[f"{split}_l2m_r_precision@3"] = round(d["l2m"]["generated"]["r_precision@3"], 3)
     return summary
 
