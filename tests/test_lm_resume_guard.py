@@ -11,9 +11,9 @@ from tdmm_ray.lm.train import RUN_NAME, check_compatible
 from tdmm_ray.storage import Storage
 
 
-def _folder(tmp_path, base: str) -> Storage:
+def _folder(tmp_path, digest: str) -> Storage:
     lm = Storage(str(tmp_path / "lm"))
-    lm.write_json("run.json", {"strategy": "ddp", "zero_stage": None, "num_workers": 1, "base": base})
+    lm.write_json("run.json", {"strategy": "ddp", "zero_stage": None, "num_workers": 1, "resume": digest})
     lm.write_text(f"{RUN_NAME}/checkpoint_000001/state.pt", "weights")
     lm.write_text("metrics.jsonl", '{"step": 1, "loss": 3.0}\n')
     lm.write_text("final/config.json", "{}")
@@ -27,7 +27,7 @@ def test_checkpoints_of_another_base_model_are_removed_not_resumed(tmp_path, cap
         check_compatible(lm, cfg, "new-digest")
     assert "another base model" in caplog.text
     assert not lm.list(RUN_NAME) and not lm.exists("metrics.jsonl") and not lm.exists("final/config.json")
-    assert lm.read_json("run.json")["base"] == "new-digest"
+    assert lm.read_json("run.json")["resume"] == "new-digest"
 
 
 def test_same_base_model_resumes_and_another_layout_is_an_error(tmp_path):

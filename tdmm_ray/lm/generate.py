@@ -320,7 +320,7 @@ def generate_motion_codes(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     batch = [l2m_prompt_ids(tokenizer, p.strip(), s if with_duration_hint else None, plan=plan) + [start_id]
              for p, s in zip(prompts, durations)]
     uncond = [l2m_prompt_ids(tokenizer, "", s if with_duration_hint else None, plan=plan) + [start_id]
-              for s in durations]
+              for s in durations] if guidance != 1.0 else None
     out = decode(model, batch, tokenizer.pad_token_id, end_id, int(hi.max()) + 1, rows,
                  [MotionOnly(motion_token_range(tokenizer), end_id, lo, hi)], lean=lean, uncond=uncond,
                  guidance=guidance)

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from tdmm_ray.config import TdmmConfig
 import numpy as np
 
+from tdmm_ray.config import TdmmConfig
 from tdmm_ray.lm.data import VAL, attribute_header, build_examples, template_texts, validation_split
 from tdmm_ray.lm.motion_embedding import code_signatures, init_motion_embeddings
 from tdmm_ray.lm.recombine import recombined_rows
@@ -137,9 +137,9 @@ def _resume_digest(cfg: TdmmConfig, base_digest: str) -> str:
 STALE = (RUN_NAME, "metrics.jsonl", "summary.json", "loss.png", "final")
 
 
-def check_compatible(lm: Storage, cfg: TdmmConfig, base_digest: str) -> None:
+def check_compatible(lm: Storage, cfg: TdmmConfig, resume_digest: str) -> None:
     """Checkpoints resume only from the same base model and training examples (LM config, corpus text,
-    motion codes, example mix: `base_digest`) and under the same strategy, ZeRO stage and world size.
+    motion codes, example mix: `resume_digest`) and under the same strategy, ZeRO stage and world size.
 
     Checkpoints of another base model cannot be loaded at all (other shapes or another vocabulary),
     and those of other examples would continue another training run, so they and what they produced
@@ -150,7 +150,7 @@ def check_compatible(lm: Storage, cfg: TdmmConfig, base_digest: str) -> None:
               "num_workers": cfg.train.num_workers}
     if lm.exists("run.json") and lm.list(RUN_NAME):
         previous = lm.read_json("run.json")
-        if previous.get("base") != base_digest:
+        if previous.get("resume") != resume_digest:
             log.warning("%s holds checkpoints of another base model or example mix (LM config, corpus text, "
                         "motion tokenizer or train data settings changed): removing them and training afresh",
                         lm.url(RUN_NAME))
@@ -159,7 +159,7 @@ def check_compatible(lm: Storage, cfg: TdmmConfig, base_digest: str) -> None:
         elif {k: previous.get(k) for k in layout} != layout:
             raise ValueError(f"{lm.url(RUN_NAME)} holds checkpoints from {previous}, which cannot resume as {layout}; "
                              "use another run folder or the same train settings")
-    lm.write_json("run.json", {**layout, "base": base_digest})
+    lm.write_json("run.json", {**layout, "resume": resume_digest})
 
 
 def plot_losses(history: list[dict[str, Any]], path: str) -> None:
